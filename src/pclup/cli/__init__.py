@@ -1,0 +1,52 @@
+"""The ``pclup`` command. A thin layer: each command parses flags and calls the library.
+
+Nothing here imports torch at module level, so ``pclup --help`` and ``pclup --version`` answer at once;
+command bodies import what they need.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .._version import __version__
+from .info import convert, info
+from .models import models
+
+app = typer.Typer(
+    name="pclup",
+    help="Upscale images with super-resolution networks, benchmark them, and train them with PCL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pclup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Upscale images with super-resolution networks, benchmark them, and train them with PCL."""
+
+
+app.command("models")(models)
+app.command("info")(info)
+app.command("convert")(convert)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import logging
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry chatter is not for our users
+    app()

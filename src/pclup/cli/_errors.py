@@ -1,0 +1,46 @@
+"""The one place where library errors become a message and an exit code.
+
+A user-caused error prints ``pclup: error: <one line>`` on standard error and exits non-zero; it never
+prints a traceback. Programming errors are not caught here: they should be seen and reported.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` as a pclup error and return the Exit to raise."""
+    typer.echo(f"pclup: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Decorate a command so that pclup errors, Ctrl+C and out-of-memory end it with one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pclup.errors import PclupError
+
+        try:
+            return func(*args, **kwargs)
+        except PclupError as e:
+            raise fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except MemoryError:
+            raise fail("out of memory (try a smaller --tile or another --device)", 1) from None
+        except RuntimeError as e:
+            if "out of memory" in str(e).lower():
+                raise fail("out of memory (try a smaller --tile or another --device)", 1) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+

@@ -1,0 +1,63 @@
+"""``pclup info`` and ``pclup convert``: inspect any model, and turn it into pclup's format."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._errors import handle_errors
+from ._options import ModelArg, ScaleOpt
+
+
+@handle_errors
+def info(
+    model: ModelArg,
+    scale: ScaleOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Load a model and show its architecture, scale, parameters and configuration."""
+    from pclup.loading import load_model
+    from pclup.models import count_parameters
+
+    loaded = load_model(model, scale=scale)
+    data = {
+        "name": loaded.name,
+        "source": loaded.source,
+        "architecture": loaded.arch.name,
+        "scale": loaded.scale,
+        "parameters": count_parameters(loaded.model),
+        "supports_fp16": loaded.arch.supports_fp16,
+        "supports_bf16": loaded.arch.supports_bf16,
+        "config": dataclasses.asdict(loaded.model.config),  # type: ignore[arg-type]
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"{data['name']}: {data['architecture']} x{data['scale']}, {data['parameters']:,} parameters")
+    typer.echo(f"  source: {data['source']}")
+    for key, value in data["config"].items():
+        typer.echo(f"  {key}: {value}")
+
+
+@handle_errors
+def convert(
+    model: ModelArg,
+    output: Annotated[Path, typer.Argument(help="Folder to write config.json and model.safetensors to.")],
+    scale: ScaleOpt = None,
+    half: Annotated[bool, typer.Option("--half", help="Store float16 weights (half the size).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in OUTPUT.")] = False,
+) -> None:
+    """Convert any model pclup can load (third-party checkpoint, Hub repo) into a pclup model folder."""
+    from pclup.errors import UsageError
+    from pclup.loading import load_model
+    from pclup.weights import WEIGHTS_NAME, save_pretrained
+
+    if (output / WEIGHTS_NAME).exists() and not overwrite:
+        raise UsageError(f"{output} already holds a model; pass --overwrite to replace it")
+    loaded = load_model(model, scale=scale)
+    save_pretrained(loaded.model, output, metadata={"converted_from": loaded.source}, half=half)
+    typer.echo(f"wrote {output} ({loaded.arch.name} x{loaded.scale}, from {loaded.source})")

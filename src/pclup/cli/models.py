@@ -1,0 +1,78 @@
+"""``pclup models``: the built-in models and the architectures."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ._errors import handle_errors
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+@handle_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document instead of tables.")] = False,
+) -> None:
+    """List the built-in models (name, scale, parameters, source, present locally) and architectures."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from pclup.hub import cached_file
+    from pclup.models import count_parameters, create_model, get_arch, list_variants
+    from pclup.models.zoo import list_pretrained
+
+    def params(variant: str, scale: int) -> int:
+        with torch.device("meta"):  # count without allocating
+            return count_parameters(create_model(variant, scale=scale))
+
+    pretrained = [
+        {
+            "name": p.name,
+            "scale": p.scale,
+            "architecture": p.variant,
+            "parameters": params(p.variant, p.scale),
+            "source": p.source,
+            "license": p.license,
+            "local": cached_file(p.repo_id, p.filename, p.revision) is not None,
+            "description": p.description,
+        }
+        for p in list_pretrained()
+    ]
+    variants = [
+        {
+            "name": v.name,
+            "architecture": v.arch,
+            "scales": list(v.scales),
+            "parameters_x4": params(v.name, 4),
+            "paper": get_arch(v.arch).paper,
+            "description": v.description,
+        }
+        for v in list_variants()
+    ]
+    if as_json:
+        typer.echo(json.dumps({"models": pretrained, "architectures": variants}, indent=2))
+        return
+    console = Console()
+    table = Table(title="Built-in models (-m NAME)", title_justify="left")
+    for column in ("name", "scale", "params", "source", "local"):
+        table.add_column(column, justify="right" if column in ("scale", "params") else "left", overflow="fold")
+    for p in pretrained:
+        table.add_row(p["name"], f"x{p['scale']}", _millions(p["parameters"]), p["source"], "yes" if p["local"] else "no")
+    console.print(table)
+    arch = Table(title="Architectures (--arch NAME, for training)", title_justify="left")
+    for column in ("name", "scales", "params (x4)", "paper"):
+        arch.add_column(column, justify="right" if column.startswith("params") else "left")
+    for v in variants:
+        arch.add_row(v["name"], ",".join(f"x{s}" for s in v["scales"]), _millions(v["parameters_x4"]), v["paper"])
+    console.print(arch)
+    console.print(
+        "Also accepted wherever a model is named: a model folder, a weights file "
+        "(.safetensors/.pt/.pth), or a Hugging Face repo id owner/name\\[@revision].",
+        style="dim",
+    )

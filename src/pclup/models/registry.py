@@ -1,0 +1,199 @@
+"""The architecture registry: every network pclup can build, each registered explicitly.
+
+Three kinds of names live here:
+
+* an **architecture** (``edsr``, ``rcan``, ...): a network class, its frozen config dataclass, and the
+  functions that recognise its published checkpoints (:class:`ArchSpec`);
+* a **variant** (``edsr-s``, ``edsr-l``, ``swinir-m``, ...): an architecture with the hyper-parameters of
+  one paper row (:class:`Variant`); training takes these (``--arch``);
+* a **pretrained model** (``edsr-s-x4``, ...): a variant at one scale plus where its weights come from
+  (:class:`Pretrained`, in ``pclup.models.zoo``); upscaling and benchmarking take these.
+
+Registration is explicit (``pclup.models.__init__`` lists every architecture module); nothing is found by
+scanning folders or by import side effects.
+
+Contract of every registered network: ``model(x)`` takes ``(B, C, H, W)`` float in ``[0, 1]`` and returns
+``(B, C, H*s, W*s)`` in the same range, not clamped. The network keeps its config as ``model.config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..errors import UnknownArchitectureError
+
+StateDict = dict[str, Tensor]
+
+
+def _identity(state_dict: StateDict, config: Any) -> StateDict:
+    return state_dict
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One registered architecture.
+
+    Attributes:
+        name: Registry id, lower case (``"edsr"``). Written to ``config.json`` as ``architecture``.
+        config_cls: Frozen dataclass of the constructor arguments; it has an ``int`` field ``scale``.
+        model_cls: The ``nn.Module``; ``model_cls(config)`` builds it.
+        paper: Short citation of the paper the architecture comes from.
+        detect: True when a (canonicalised) third-party state dict has this architecture's key layout.
+        infer_config: Hyper-parameters read from a third-party state dict's key names and tensor shapes.
+        convert: Maps a third-party state dict onto this network's own keys (identity when they agree).
+        supports_fp16: The network is known to stay finite and accurate in float16.
+        supports_bf16: The network runs in bfloat16 autocast.
+        size_multiple: Input height and width the network needs a multiple of (it pads internally if 1).
+    """
+
+    name: str
+    config_cls: type
+    model_cls: type[nn.Module]
+    paper: str
+    detect: Callable[[Mapping[str, Tensor]], bool]
+    infer_config: Callable[[Mapping[str, Tensor]], Any]
+    convert: Callable[[StateDict, Any], StateDict] = _identity
+    supports_fp16: bool = True
+    supports_bf16: bool = True
+    size_multiple: int = 1
+
+    def make_config(self, **kwargs: Any) -> Any:
+        """Build this architecture's config, naming any unknown argument in the error."""
+        known = {f.name for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise UnknownArchitectureError(
+                f"architecture '{self.name}' has no argument(s) {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(known))}"
+            )
+        return self.config_cls(**kwargs)
+
+    def build(self, config: Any) -> nn.Module:
+        """Build the network from a config of this architecture (random weights)."""
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"expected {self.config_cls.__name__}, got {type(config).__name__}")
+        return self.model_cls(config)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of hyper-parameters of one architecture, e.g. EDSR-S = EDSR 16 blocks x 64 channels.
+
+    Attributes:
+        name: ``"edsr-s"``; lower case, no scale in it.
+        arch: The :class:`ArchSpec` name.
+        args: Constructor arguments other than ``scale``.
+        description: One line for ``pclup models``.
+        scales: The scales the variant is defined for.
+    """
+
+    name: str
+    arch: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    scales: tuple[int, ...] = (2, 3, 4)
+
+
+_ARCHS: dict[str, ArchSpec] = {}
+_VARIANTS: dict[str, Variant] = {}
+
+
+def register_arch(spec: ArchSpec, variants: list[Variant] | tuple[Variant, ...] = ()) -> None:
+    """Add an architecture and its named variants; a name used twice is a programming error."""
+    if spec.name in _ARCHS:
+        raise ValueError(f"architecture '{spec.name}' is registered twice")
+    names = {f.name for f in dataclasses.fields(spec.config_cls)}
+    if "scale" not in names:
+        raise ValueError(f"{spec.config_cls.__name__} needs a 'scale' field")
+    _ARCHS[spec.name] = spec
+    for variant in variants:
+        if variant.name in _VARIANTS or variant.name in _ARCHS and variant.name != spec.name:
+            raise ValueError(f"variant '{variant.name}' is registered twice")
+        if variant.arch != spec.name:
+            raise ValueError(f"variant '{variant.name}' belongs to '{variant.arch}', not '{spec.name}'")
+        spec.make_config(scale=variant.scales[0], **dict(variant.args))  # fail early on a bad variant
+        _VARIANTS[variant.name] = variant
+
+
+def list_archs() -> list[ArchSpec]:
+    """Every registered architecture, in registration order (also the order detection tries them)."""
+    return list(_ARCHS.values())
+
+
+def list_variants() -> list[Variant]:
+    """Every registered variant, in registration order."""
+    return list(_VARIANTS.values())
+
+
+def close_matches(name: str, candidates: list[str]) -> str:
+    """``" (did you mean: a, b?)"`` for the candidates close to ``name``, or an empty string."""
+    hits = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
+    return f" (did you mean: {', '.join(hits)}?)" if hits else ""
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The architecture registered as ``name``; the error lists close matches."""
+    try:
+        return _ARCHS[name.lower()]
+    except KeyError:
+        raise UnknownArchitectureError(
+            f"unknown architecture '{name}'{close_matches(name, list(_ARCHS))}; "
+            f"known: {', '.join(_ARCHS)}"
+        ) from None
+
+
+def get_variant(name: str) -> Variant:
+    """The variant registered as ``name``; an architecture name gives its defaults as a variant."""
+    key = name.lower()
+    if key in _VARIANTS:
+        return _VARIANTS[key]
+    if key in _ARCHS:
+        return Variant(name=key, arch=key, description=_ARCHS[key].paper)
+    known = list(_VARIANTS) + [a for a in _ARCHS if a not in _VARIANTS]
+    raise UnknownArchitectureError(
+        f"unknown architecture '{name}'{close_matches(name, known)}; known: {', '.join(known)}"
+    )
+
+
+def create_model(name: str, scale: int = 4, **overrides: Any) -> nn.Module:
+    """Build a network with random weights from a variant or architecture name.
+
+    Args:
+        name: A variant (``"edsr-s"``) or architecture (``"edsr"``) name.
+        scale: Upscaling factor.
+        **overrides: Constructor arguments that replace the variant's.
+
+    Returns:
+        The network, in training mode, on the CPU, in float32.
+
+    Raises:
+        UnknownArchitectureError: ``name`` or an argument is unknown.
+
+    >>> model = create_model("edsr-s", scale=2)
+    >>> model.config.n_resblocks
+    16
+    """
+    variant = get_variant(name)
+    spec = get_arch(variant.arch)
+    config = spec.make_config(**{**dict(variant.args), **overrides, "scale": scale})
+    return spec.build(config)
+
+
+def arch_of(model: nn.Module) -> ArchSpec:
+    """The registered architecture of a built network (looked up by its config class)."""
+    config = getattr(model, "config", None)
+    for spec in _ARCHS.values():
+        if isinstance(config, spec.config_cls):
+            return spec
+    raise UnknownArchitectureError(f"{type(model).__name__} is not a registered pclup architecture")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable and fixed parameters, as papers count them (buffers such as index tables excluded)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,41 @@
+"""Test-wide settings: never touch the network or the user's Hugging Face cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# huggingface_hub reads these when it is imported: set them before any test imports it.
+_HF_HOME = Path(tempfile.mkdtemp(prefix="pclup-test-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_HUB_CACHE"] = str(_HF_HOME / "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("HF_TOKEN", None)
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# The smallest configuration of each architecture that still exercises every layer type.
+TINY: dict[str, dict[str, object]] = {
+    "edsr": {"n_resblocks": 2, "n_feats": 8},
+}
+
+
+@pytest.fixture
+def hub_cache() -> Path:
+    """The Hugging Face cache folder the tests' huggingface_hub uses."""
+    path = Path(os.environ["HF_HUB_CACHE"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tiny_model(arch: str, scale: int = 2) -> torch.nn.Module:
+    from pclup.models import get_arch
+
+    spec = get_arch(arch)
+    torch.manual_seed(0)
+    return spec.build(spec.make_config(scale=scale, **TINY.get(arch, {})))
