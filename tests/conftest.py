@@ -22,6 +22,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 # The smallest configuration of each architecture that still exercises every layer type.
 TINY: dict[str, dict[str, object]] = {
     "edsr": {"n_resblocks": 2, "n_feats": 8},
+    "rcan": {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
+    "han": {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
+    "swinir": {"embed_dim": 12, "depths": (2,), "num_heads": (2,), "window_size": 4, "img_size": 16, "num_feat": 8},
 }
 
 

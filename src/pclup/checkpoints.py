@@ -34,10 +34,13 @@ PREFIXES = ("module.", "_orig_mod.", "netG.", "net_g.", "model.")
 
 # super-image's networks differ from the authors' in their input convention: e.g. its EDSR computes on
 # [0, 1] and never applies its (stored) mean-shift layers. Per architecture, what our config must say.
+# Its HAN and RCAN do subtract the (stored, 255-scaled) mean, but from [0, 1] input.
 SUPER_IMAGE_CONVENTIONS: dict[str, dict[str, Any]] = {
     "edsr": {"rgb_range": 1.0, "mean_shift": False},
+    "han": {"rgb_range": 1.0, "mean_shift": True},
+    "rcan": {"rgb_range": 1.0, "mean_shift": True},
 }
-SUPER_IMAGE_TYPES = {"edsr": "edsr", "han": "han"}
+SUPER_IMAGE_TYPES = {"edsr": "edsr", "han": "han", "rcan": "rcan"}
 SUPER_IMAGE_WEIGHTS = re.compile(r"^pytorch_model_(\d)x\.pt$")
 
 

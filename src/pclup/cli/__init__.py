@@ -13,6 +13,7 @@ import typer
 from .._version import __version__
 from .info import convert, info
 from .models import models
+from .upscale import upscale
 
 app = typer.Typer(
     name="pclup",
@@ -39,6 +40,7 @@ def _root(
     """Upscale images with super-resolution networks, benchmark them, and train them with PCL."""
 
 
+app.command("upscale")(upscale)
 app.command("models")(models)
 app.command("info")(info)
 app.command("convert")(convert)

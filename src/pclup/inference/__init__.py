@@ -1,0 +1,1 @@
+"""Inference: device and precision choice, tiled upscaling, files in and out."""

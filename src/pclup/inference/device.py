@@ -1,0 +1,92 @@
+"""Which device and which precision to run on.
+
+Devices are tried in the order CUDA, Apple MPS, CPU. Precision ``auto`` picks, per device and
+architecture:
+
+* bfloat16 where the device computes it natively (CUDA with bf16; CPUs with AMX or AVX512-BF16) and the
+  architecture is marked ``supports_bf16``;
+* float16 on GPUs (CUDA, MPS) for architectures marked ``supports_fp16``, where bf16 is not available;
+* float32 everywhere else (in particular on CPUs without native bf16, where emulated bf16 is slower).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from ..models.registry import ArchSpec
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``auto``/None: CUDA, then MPS, then CPU. Otherwise the named device, checked to exist."""
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"--device '{name}' is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available (this torch build or machine has none)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise UsageError("--device mps: Apple MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise UsageError(f"--device '{name}' is not supported (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AMX-BF16 or AVX512-BF16 instructions (read from /proc/cpuinfo on Linux)."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def pick_precision(precision: str, device: torch.device, arch: ArchSpec) -> torch.dtype:
+    """The compute dtype for ``precision`` (one of :data:`PRECISIONS`) on ``device`` for ``arch``."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if arch.supports_bf16 and native_bf16(device):
+            return torch.bfloat16
+        if arch.supports_fp16 and device.type in ("cuda", "mps"):
+            return torch.float16
+        return torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise UsageError("--precision fp16 needs a GPU (CPUs compute float16 slowly or not at all); use bf16 or fp32")
+    if precision == "fp16" and not arch.supports_fp16:
+        raise UsageError(f"--precision fp16: {arch.name} is not safe in float16 (it overflows); use bf16 or fp32")
+    if precision == "bf16" and device.type == "mps":
+        raise UsageError("--precision bf16 is not supported on MPS; use fp16 or fp32")
+    return DTYPES[precision]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]

@@ -1,0 +1,260 @@
+"""Upscale tensors, images and files with any loaded model.
+
+``Upscaler`` holds a model on its device at its precision; ``upscale_tensor`` runs it (tiled, with the
+x8 self-ensemble if asked), ``upscale_image`` handles what images bring along (gray, alpha, 16 bits,
+metadata), ``upscale_file`` reads, upscales and writes one file atomically.
+
+Output scales other than the model's: the model runs as many times as it takes to reach at least the
+requested size (once for any factor up to its own scale), then an antialiased bicubic resize brings the
+result to exactly ``round(W * s) x round(H * s)``. ``-s 3`` with a x4 model is one model pass and a 3/4
+downscale; ``-s 8`` with a x4 model is two passes (x16) and a 1/2 downscale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import images
+from ..errors import PclupError, UsageError
+from ..loading import LoadedModel
+from .device import pick_device, pick_precision, precision_name
+from .tiling import auto_tile, bytes_per_pixel, is_out_of_memory, run_tiled
+
+Progress = Callable[[int, int], None]
+MIN_TILE = 16
+
+
+def _tta_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
+    """The 8 flips/rotations of the dihedral group, each with its inverse."""
+    out = []
+    for k in range(4):
+        for flip in (False, True):
+
+            def fwd(x: Tensor, k: int = k, flip: bool = flip) -> Tensor:
+                x = torch.flip(x, dims=(-1,)) if flip else x
+                return torch.rot90(x, k, dims=(-2, -1))
+
+            def inv(y: Tensor, k: int = k, flip: bool = flip) -> Tensor:
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                return torch.flip(y, dims=(-1,)) if flip else y
+
+            out.append((fwd, inv))
+    return out
+
+
+@dataclass
+class Upscaler:
+    """A model ready to upscale, on a device, at a precision.
+
+    Attributes:
+        loaded: The model and its source (see :func:`pclup.loading.load_model`).
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :mod:`pclup.inference.device`).
+        tile: ``"auto"`` (sized from free memory, halved on out-of-memory), 0 (whole image), or a side
+            in input pixels.
+        tile_overlap: Input pixels shared by neighbouring tiles.
+        tta: Average the x8 flip/rotate self-ensemble (8 times slower, slightly better).
+        channels_last: Run convolutions in NHWC memory layout (faster on CPUs and recent GPUs).
+    """
+
+    loaded: LoadedModel
+    device: str | None = "auto"
+    precision: str = "auto"
+    tile: int | str = "auto"
+    tile_overlap: int = 16
+    tta: bool = False
+    channels_last: bool = True
+    torch_device: torch.device = field(init=False)
+    dtype: torch.dtype = field(init=False)
+    _bytes_per_px: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tile, str) and self.tile != "auto":
+            raise UsageError(f"--tile '{self.tile}' must be 'auto', 0 or a number of pixels")
+        if isinstance(self.tile, int) and 0 < self.tile < MIN_TILE:
+            raise UsageError(f"--tile {self.tile} is too small (at least {MIN_TILE}, or 0 for no tiling)")
+        if self.tile_overlap < 0:
+            raise UsageError("--tile-overlap must be >= 0")
+        self.torch_device = pick_device(self.device)
+        self.dtype = pick_precision(self.precision, self.torch_device, self.loaded.arch)
+        model = self.loaded.model.eval().to(self.torch_device)
+        if self.channels_last and self.torch_device.type != "mps":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    @property
+    def scale(self) -> int:
+        return self.loaded.scale
+
+    @property
+    def precision_name(self) -> str:
+        return precision_name(self.dtype)
+
+    def describe(self) -> str:
+        """One line: model, device, precision, tiling."""
+        tile = "auto" if self.tile == "auto" else ("off" if not self.tile else str(self.tile))
+        return (
+            f"{self.loaded.name} ({self.loaded.arch.name} x{self.scale}) on {self.torch_device.type}, "
+            f"{self.precision_name}, tile {tile}{', tta x8' if self.tta else ''}"
+        )
+
+    # --- tensors -------------------------------------------------------------------------------------
+
+    def _forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and self.torch_device.type != "mps":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.dtype == torch.float32:
+                y = self.model(x)
+            else:
+                with torch.autocast(self.torch_device.type, dtype=self.dtype):
+                    y = self.model(x)
+        return y.float().contiguous()
+
+    def tile_for(self, h: int, w: int) -> int | None:
+        """The tile side used for an ``h`` x ``w`` input: None when the whole image is one tile."""
+        if self.tile == "auto":
+            if self._bytes_per_px is None:
+                self._bytes_per_px = bytes_per_pixel(self.model, self.torch_device)
+            side = auto_tile(self._bytes_per_px, self.torch_device, multiple=max(8, self.loaded.arch.size_multiple))
+            return None if side >= max(h, w) else side
+        return int(self.tile) or None
+
+    def run_model(self, x: Tensor, progress: Progress | None = None) -> Tensor:
+        """One pass of the model over ``x`` (``(1, C, H, W)`` float32 CPU, [0, 1]) with tiling and TTA.
+
+        Out-of-memory halves the tile and starts the pass again, down to 16 pixels.
+        """
+        _, _, h, w = x.shape
+        tile = self.tile_for(h, w)
+        while True:
+            try:
+                if not self.tta:
+                    return run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device, progress)
+                acc = None
+                transforms = _tta_transforms()
+                for n, (fwd, inv) in enumerate(transforms):
+                    step = None if progress is None else (lambda d, t, n=n: progress(n * t + d, 8 * t))
+                    y = inv(run_tiled(self._forward, fwd(x), self.scale, tile, self.tile_overlap, self.torch_device, step))
+                    acc = y if acc is None else acc.add_(y)
+                assert acc is not None
+                return acc.div_(len(transforms))
+            except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+                if not is_out_of_memory(e):
+                    raise
+                if self.torch_device.type == "cuda":
+                    torch.cuda.empty_cache()
+                side = tile or max(h, w)
+                if side // 2 < MIN_TILE:
+                    raise PclupError(
+                        f"out of memory on {self.torch_device.type} even with {side}-pixel tiles"
+                    ) from None
+                tile = side // 2
+                self.tile = tile  # remember for the next image
+
+    def upscale_tensor(self, x: Tensor, scale: float | None = None, progress: Progress | None = None) -> Tensor:
+        """Upscale ``x`` by ``scale`` (default: the model's).
+
+        Args:
+            x: ``(1, C, H, W)`` float32 in [0, 1], C = the model's colour channels.
+            scale: Output factor, >= 1; the model runs ceil(log(scale)/log(model scale)) times (at least
+                once), then the result is resized to exactly ``round(H*scale) x round(W*scale)``.
+            progress: ``(done, total)`` over the tiles of each pass.
+
+        Returns:
+            ``(1, C, round(H*scale), round(W*scale))`` float32 on the CPU, clamped to [0, 1].
+        """
+        scale = float(scale or self.scale)
+        if not (scale >= 1 and math.isfinite(scale)):
+            raise UsageError(f"--scale {scale} must be a number >= 1")
+        _, _, h, w = x.shape
+        target = (max(1, round(h * scale)), max(1, round(w * scale)))
+        passes = max(1, math.ceil(math.log(scale) / math.log(self.scale) - 1e-9))
+        y = x.float().cpu()
+        for _ in range(passes):
+            y = self.run_model(y, progress).clamp_(0, 1)
+        if tuple(y.shape[-2:]) != target:
+            y = resize(y, target)
+        return y
+
+
+def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased bicubic resize of ``(1, C, H, W)`` float to ``size`` (h, w), clamped to [0, 1]."""
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+# --- images --------------------------------------------------------------------------------------------
+
+
+def upscale_image(
+    upscaler: Upscaler, image: images.Image, scale: float | None = None, progress: Progress | None = None
+) -> images.Image:
+    """Upscale a decoded image: colour through the model, alpha on its own path, metadata kept.
+
+    Gray images go through the model as RGB and come back gray; 16-bit images are processed at 16-bit
+    precision and stay 16-bit. Under fully transparent pixels the colour is first filled in from visible
+    neighbours, so that no dark fringe bleeds into the edge of the visible area.
+    """
+    pixels = image.pixels
+    if image.alpha is not None:
+        pixels = images.prepare_rgb_for_alpha(pixels, image.alpha)
+    y = upscaler.upscale_tensor(images.to_tensor(pixels, expand_gray=True), scale, progress)
+    out = images.from_tensor(y, pixels.dtype, channels=pixels.shape[2])
+    alpha = None if image.alpha is None else images.upscale_alpha(image.alpha, out.shape[0], out.shape[1])
+    return dataclasses.replace(image, pixels=out, alpha=alpha)
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    input: Path
+    output: Path | None
+    status: str  # "ok", "skipped", "failed"
+    error: str | None = None
+    size: tuple[int, int] | None = None  # (w, h) in
+    out_size: tuple[int, int] | None = None  # (w, h) out
+    seconds: float = 0.0
+
+
+def upscale_file(
+    upscaler: Upscaler,
+    src: Path,
+    dst: Path,
+    *,
+    scale: float | None = None,
+    overwrite: bool = False,
+    quality: int = 95,
+    progress: Progress | None = None,
+) -> FileResult:
+    """Read ``src``, upscale it, write ``dst`` atomically. Errors of this file are returned, not raised.
+
+    An existing ``dst`` is skipped unless ``overwrite``; ``dst`` is never ``src``.
+    """
+    start = time.perf_counter()
+    if dst.resolve() == src.resolve():
+        return FileResult(src, dst, "failed", f"{dst}: the output would overwrite the input")
+    if dst.exists() and not overwrite:
+        return FileResult(src, dst, "skipped", f"{dst} exists (use --overwrite)")
+    try:
+        image = images.read_image(src)
+        h, w = image.pixels.shape[:2]
+        result = upscale_image(upscaler, image, scale, progress)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        images.write_image(result, dst, quality=quality)
+    except PclupError as e:
+        return FileResult(src, None, "failed", str(e), seconds=time.perf_counter() - start)
+    except OSError as e:
+        return FileResult(src, None, "failed", f"{dst}: {e.strerror or e}", seconds=time.perf_counter() - start)
+    oh, ow = result.pixels.shape[:2]
+    return FileResult(src, dst, "ok", None, (w, h), (ow, oh), time.perf_counter() - start)
