@@ -1224,16 +1224,21 @@ def from_tensor(
         t = t[0]
     if t.ndim != 3:
         raise ValueError(f"expected (1, C, H, W) or (C, H, W), got shape {tuple(t.shape)}")
-    x = torch.nan_to_num(t.detach().to(torch.float32), nan=0.0).clamp_(0.0, 1.0)
-    if channels == 1 and x.shape[0] != 1:
-        x = x.mean(dim=0, keepdim=True)
+    t = t.detach()
+    if channels == 1 and t.shape[0] != 1:
+        t = t.float().mean(dim=0, keepdim=True)
     dt = np.dtype(dtype)
     scale = _max_value(dt)
-    if dt == np.float32:
-        out = x.cpu().numpy()
-    else:
-        out = x.mul_(scale).round_().to(torch.int32).cpu().numpy().astype(dt)
-    return np.ascontiguousarray(out.transpose(1, 2, 0))
+    c, h, w = t.shape
+    out = np.empty((h, w, c), dtype=dt)
+    # strip by strip: a full-size float copy of a large output would double the peak memory
+    rows = max(1, (1 << 22) // max(1, w * c))
+    for top in range(0, h, rows):
+        x = torch.nan_to_num(t[:, top : top + rows].to("cpu", torch.float32), nan=0.0).clamp_(0.0, 1.0)
+        if dt != np.float32:
+            x = x.mul_(scale).round_()
+        out[top : top + rows] = x.permute(1, 2, 0).numpy().astype(dt)
+    return out
 
 
 def upscale_alpha(alpha: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
