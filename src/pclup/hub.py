@@ -52,7 +52,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
+def hub_file(repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model") -> Path:
     """Path of ``filename`` of ``repo_id`` at ``revision`` in the local cache, downloading it if needed.
 
     Raises:
@@ -73,7 +73,9 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
     at = f"{repo_id}@{revision}" if revision else repo_id
     local_only = _offline() or not hub_reachable()
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=local_only))
+        return Path(
+            hf_hub_download(repo_id, filename, revision=revision, repo_type=repo_type, local_files_only=local_only)
+        )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         from huggingface_hub import constants
 
