@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
+from .bench import bench
 from .info import convert, info
 from .models import models
 from .upscale import upscale
@@ -41,6 +42,7 @@ def _root(
 
 
 app.command("upscale")(upscale)
+app.command("bench")(bench)
 app.command("models")(models)
 app.command("info")(info)
 app.command("convert")(convert)

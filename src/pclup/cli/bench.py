@@ -1,0 +1,99 @@
+"""``pclup bench``: PSNR/SSIM tables of models on the standard test sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._errors import handle_errors
+
+
+@handle_errors
+def bench(
+    models: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Model spec or 'bicubic'; repeat for a comparison.", show_default=False),
+    ],
+    sets: Annotated[
+        list[str],
+        typer.Option("--set", help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable."),
+    ] = ["Set5"],  # noqa: B006 - typer needs a literal default
+    scales: Annotated[list[int], typer.Option("--scale", "-s", help="Scale(s); repeatable.")] = [4],  # noqa: B006
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder holding the named sets (else $PCLUP_DATA, else the Hub).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures), auto, fp16, bf16.")] = "fp32",
+    tile: Annotated[str, typer.Option("--tile", "-t", help="Tile side, 'auto' or 0.")] = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="x8 self-ensemble.")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the averages as CSV here.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table instead of the rich table.")] = False,
+    save_images: Annotated[Path | None, typer.Option("--save-images", help="Write every SR output under this folder.")] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="Write a side-by-side PNG of crops where the models differ most.")
+    ] = None,
+    crop: Annotated[int, typer.Option("--crop", min=16, help="Crop side for --compare, in HR pixels.")] = 96,
+) -> None:
+    """Evaluate models on test sets: PSNR/SSIM on Y (MATLAB protocol), seconds, megapixels per second."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from pclup import images
+    from pclup.bench import benchmark, compare_grid
+    from pclup.errors import UsageError
+
+    tile_value: int | str = tile
+    if tile != "auto":
+        try:
+            tile_value = int(tile)
+        except ValueError:
+            raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("bench", total=None)
+
+        def on_image(dataset: str, scale: int, done: int, total: int) -> None:
+            progress.update(task, description=f"{dataset} x{scale}", completed=done, total=total)
+
+        report = benchmark(
+            models, sets, scales, data_dir=data_dir, device=device, precision=precision, tile=tile_value, tta=tta,
+            save_images=save_images, compare_crop=crop if compare else None, on_image=on_image,
+        )
+
+    rows = [
+        (r.model, r.dataset, f"x{r.scale}", f"{r.psnr:.2f}", f"{r.ssim:.4f}", str(r.images), f"{r.seconds:.2f}",
+         "-" if math.isinf(r.mp_per_second) else f"{r.mp_per_second:.2f}")
+        for r in report.results
+    ]
+    header = ("model", "set", "scale", "PSNR", "SSIM", "images", "seconds", "MP/s")
+    if markdown:
+        typer.echo("| " + " | ".join(header) + " |")
+        typer.echo("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            typer.echo("| " + " | ".join(row) + " |")
+    else:
+        table = Table(title=f"pclup bench ({report.device}, PSNR/SSIM on Y, border = scale)", title_justify="left")
+        for column in header:
+            table.add_column(column, justify="left" if column in ("model", "set") else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    if json_path:
+        json_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if csv_path:
+        with csv_path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["model", "dataset", "scale", "psnr", "ssim", "images", "seconds"])
+            for r in report.results:
+                writer.writerow([r.model, r.dataset, r.scale, f"{r.psnr:.4f}", f"{r.ssim:.6f}", r.images, f"{r.seconds:.3f}"])
+    if compare:
+        grid = compare_grid(report.comparisons)
+        images.write_image(images.Image(pixels=grid, format="PNG"), compare)
+        console.print(f"wrote {compare}")
