@@ -24,6 +24,8 @@ TINY: dict[str, dict[str, object]] = {
     "edsr": {"n_resblocks": 2, "n_feats": 8},
     "rcan": {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
     "han": {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
+    "nlsn": {"n_resblocks": 2, "n_feats": 8, "chunk_size": 16, "n_hashes": 2},
+    "compact": {"n_feats": 8, "n_convs": 1},
     "swinir": {"embed_dim": 12, "depths": (2,), "num_heads": (2,), "window_size": 4, "img_size": 16, "num_feat": 8},
 }
 

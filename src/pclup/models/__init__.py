@@ -7,7 +7,7 @@ RCAN's, NLSN contains EDSR's) comes first.
 
 from __future__ import annotations
 
-from . import edsr, han, rcan, swinir
+from . import compact, edsr, han, nlsn, rcan, swinir
 from .registry import (
     ArchSpec,
     StateDict,
@@ -22,7 +22,7 @@ from .registry import (
     register_arch,
 )
 
-for _module in (han, rcan, edsr, swinir):
+for _module in (han, rcan, nlsn, edsr, swinir, compact):
     register_arch(_module.SPEC, _module.VARIANTS)
 
 __all__ = [

@@ -58,7 +58,7 @@ def detect(state_dict: Mapping[str, Tensor]) -> bool:
         and "body.0.body.0.weight" in state_dict
         and "body.0.body.2.weight" in state_dict
         and "tail.1.weight" in state_dict
-        and not any(".attention." in k or "msa." in k for k in state_dict)
+        and not any("conv_match" in k or ".attention." in k or "msa." in k for k in state_dict)
     )
 
 

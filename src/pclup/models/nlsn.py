@@ -18,7 +18,8 @@ State-dict layout (``n_resblocks=32``, ``n_feats=F=256``, ``reduction=4``, ``n_c
     body.{0,9,18,27,36}.conv_assembly.0.weight (F,F,1,1), .bias (F)     NLSA: embedding that is assembled
     body.{1..8,10..17,19..26,28..35}.body.{0,2}.weight (F,F,3,3), .bias  ResBlocks (conv, ReLU, conv)
     body.37.weight (F,F,3,3), body.37.bias (F)                           conv closing the trunk
-    tail.0.{0,2,...}.weight (4F,F,3,3), .bias (4F)                       Upsampler: x2 one, x4 two (x3: (9F,F,3,3))
+    tail.0.{0,2,...}.weight (4F,F,3,3), .bias (4F)                       Upsampler: one at x2, two at x4
+    tail.0.0.weight (9F,F,3,3), .bias (9F)                               (Upsampler at x3)
     tail.1.weight (3,F,3,3), tail.1.bias (3)
 
 The body is ``[NLSA] + for i in range(n_resblocks): [ResBlock] + ([NLSA] if (i + 1) % 8 == 0) + [conv]``
@@ -30,21 +31,23 @@ Differences from upstream, on purpose:
 * **Deterministic hashing at inference.** Upstream draws the LSH random rotations with ``torch.randn`` at
   every forward pass, so two runs on the same image differ slightly. Here, in ``eval()`` mode, each NLSA
   draws them from its own ``torch.Generator`` (on the CPU, then moved to the device) seeded with
-  ``config.hash_seed`` plus the module's position, so outputs are reproducible across calls, processes and
-  devices, and one image's output does not depend on the rest of its batch (upstream already shares the
-  rotations across the batch). The rotations depend on the input size through the bucket count (and so do
+  ``config.hash_seed`` plus the module's position: every call, process and device uses the same rotations,
+  so repeated calls give identical outputs, and one image's output does not depend on the rest of its batch
+  (upstream already shares the rotations across the batch). The rotations depend on the input size through the bucket count (and so do
   the chunks), hence tiled inference with other tile sizes gives slightly different outputs. In ``train()``
   mode the rotations are random at every call, as upstream (the global RNG).
 * **Hashing in float32.** The rotation einsum and argmax run with autocast off, so bf16/fp16 autocast does
   not change bucket assignments.
-* **Small inputs.** Upstream fails when a feature map has fewer than ``chunk_size`` pixels (zero buckets) or
-  fewer than half of it (padding); here the bucket count is at least 2 and the padding wraps around. In the
-  inputs upstream accepts, the computation is the same.
+* **Small inputs.** Upstream fails when a feature map has fewer than ``chunk_size`` pixels (zero buckets,
+  and a padding longer than the sequence); here the bucket count is at least 2 and the padding wraps around.
+  For every input upstream accepts, the computation is the same (``tests/models/test_nlsn.py`` checks it
+  against a step-by-step transcription of upstream's forward).
 
 ``rgb_range``: the network computes on ``[0, rgb_range]``. NLSN's own training recipe and PCL-SR's NLSN script
-use ``--rgb_range 1`` (EDSR-PyTorch's option default is 255); the official NLSN checkpoints are trained on
-``[0, 1]`` and attention scores are not scale-invariant, so the default here is 1.0. :func:`infer_config`
-reads it back from ``sub_mean.bias``.
+use ``--rgb_range 1`` (EDSR-PyTorch's option default is 255); the upstream README trains the published
+checkpoints with ``--rgb_range 1`` and PCL-SR fine-tunes them at 1. Attention scores are not scale-invariant,
+so the range matters; the default here is 1.0, and :func:`infer_config` reads it back from ``sub_mean.bias``
+(``-rgb_range * mean``), which a checkpoint stores.
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ class _Embed(nn.Sequential):
 class NonLocalSparseAttention(nn.Module):
     """Non-Local Sparse Attention: spherical LSH buckets, attention within a chunk and its two neighbours.
 
-    Keys: ``conv_match.0.{weight,bias}`` (3x3, C -> C/reduction), ``conv_assembly.0.{weight,bias}`` (1x1, C -> C).
+    Keys: ``conv_match.0.{weight,bias}`` (3x3, C -> C/reduction),
+    ``conv_assembly.0.{weight,bias}`` (1x1, C -> C).
     """
 
     def __init__(
@@ -202,7 +206,12 @@ class NLSN(nn.Module):
             nonlocal n_attention
             n_attention += 1
             return NonLocalSparseAttention(
-                c.n_feats, c.n_hashes, c.chunk_size, c.reduction, c.res_scale, seed=c.hash_seed + n_attention - 1
+                c.n_feats,
+                c.n_hashes,
+                c.chunk_size,
+                c.reduction,
+                c.res_scale,
+                seed=c.hash_seed + n_attention - 1,
             )
 
         body: list[nn.Module] = [attention()]
@@ -239,7 +248,7 @@ def detect(state_dict: Mapping[str, Tensor]) -> bool:
 
 
 def _rgb_range(state_dict: Mapping[str, Tensor], default: float) -> float:
-    """``rgb_range`` from the MeanShift bias (``-rgb_range * DIV2K mean``); ``default`` if it is unreadable."""
+    """``rgb_range`` (1 or 255) from the MeanShift bias, ``-rgb_range * DIV2K mean``; else ``default``."""
     bias = state_dict.get("sub_mean.bias")
     if bias is None or bias.is_meta or bias.numel() < 1:
         return default
@@ -260,9 +269,12 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> NLSNConfig:
     blocks = sum(1 for i in range(body_len) if f"body.{i}.body.0.weight" in state_dict)
     attentions = [i for i in range(body_len) if f"body.{i}.conv_match.0.weight" in state_dict]
     if len(attentions) != 1 + blocks // ATTENTION_EVERY or body_len != blocks + len(attentions) + 1:
-        raise ValueError(f"unexpected NLSN body: {blocks} ResBlocks, NLSA at {attentions}, {body_len} entries")
+        raise ValueError(
+            f"unexpected NLSN body: {blocks} ResBlocks, NLSA at {attentions}, {body_len} entries"
+        )
     reduction = n_feats // int(state_dict["body.0.conv_match.0.weight"].shape[0])
-    scale = upsampler_scale({k: v for k, v in state_dict.items() if k.startswith("tail.0.")}, "tail.0", n_feats)
+    tail = {k: v for k, v in state_dict.items() if k.startswith("tail.0.")}
+    scale = upsampler_scale(tail, "tail.0", n_feats)
     defaults = NLSNConfig()
     return NLSNConfig(
         scale=scale,
@@ -282,7 +294,7 @@ SPEC = ArchSpec(
     paper="Mei et al., NLSN, CVPR 2021",
     detect=detect,
     infer_config=infer_config,
-    supports_fp16=False,  # not verified: upstream only ran fp32; EDSR-L-sized activations and attention logits
+    supports_fp16=False,  # unverified: upstream ran fp32 only; EDSR-L-sized activations, attention logits
     supports_bf16=True,
 )
 
