@@ -36,7 +36,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -134,12 +133,12 @@ def _prepare(
     if int(border) != border or border < 0:
         raise ValueError(f"border must be a non-negative integer, got {border!r}")
     border = int(border)
+    if border:  # crop first: Y of the border is never used
+        a = a[border:-border, border:-border]
+        b = b[border:-border, border:-border]
     if y_channel:
         a = rgb_to_y(a, round_y)
         b = rgb_to_y(b, round_y)
-    if border:
-        a = a[border:-border, border:-border]
-        b = b[border:-border, border:-border]
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"nothing left after cutting a border of {border} from shape {sr.shape}")
     return a, b
@@ -167,7 +166,10 @@ def psnr(
     Returns:
         PSNR as a float; ``inf`` when the images are identical.
     """
-    a, b = _prepare(sr, hr, border, y_channel, round_y)
+    return _psnr_of(*_prepare(sr, hr, border, y_channel, round_y), data_range)
+
+
+def _psnr_of(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     mse = float(np.mean((a - b) ** 2))
     if mse == 0:
         return math.inf
@@ -178,6 +180,23 @@ def _gaussian_1d(dtype: torch.dtype, device: torch.device | str) -> Tensor:
     x = torch.arange(_SSIM_WIN, dtype=torch.float64) - (_SSIM_WIN - 1) / 2
     g = torch.exp(-(x**2) / (2 * _SSIM_SIGMA**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def _gaussian_valid(x: Tensor, g: Tensor) -> Tensor:
+    """Separable 'valid' filtering of ``(..., H, W)`` by ``g`` along H then W, as shifted weighted sums.
+
+    On the CPU this is many times faster than ``conv2d`` in float64 (which has no optimised kernel).
+    """
+    k = g.numel()
+    h, w = x.shape[-2:]
+    weights = g.tolist()
+    rows = x[..., 0 : h - k + 1, :] * weights[0]
+    for i in range(1, k):
+        rows.add_(x[..., i : h - k + 1 + i, :], alpha=weights[i])
+    out = rows[..., :, 0 : w - k + 1] * weights[0]
+    for i in range(1, k):
+        out.add_(rows[..., :, i : w - k + 1 + i], alpha=weights[i])
+    return out
 
 
 def ssim_torch(sr_y: Tensor, hr_y: Tensor, data_range: float = 255.0, *, return_map: bool = False) -> Tensor:
@@ -207,7 +226,7 @@ def ssim_torch(sr_y: Tensor, hr_y: Tensor, data_range: float = 255.0, *, return_
     n = a.shape[0]
     g = _gaussian_1d(dtype, a.device)
     stack = torch.cat([a, b, a * a, b * b, a * b], dim=0)
-    filt = F.conv2d(F.conv2d(stack, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
+    filt = _gaussian_valid(stack, g)
     mu1, mu2, e11, e22, e12 = filt.split(n, dim=0)
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     sigma1_sq = e11 - mu1_sq
@@ -244,7 +263,10 @@ def ssim(
     Returns:
         Mean SSIM, 1.0 for identical images.
     """
-    a, b = _prepare(sr, hr, border, y_channel, round_y)
+    return _ssim_of(*_prepare(sr, hr, border, y_channel, round_y), data_range)
+
+
+def _ssim_of(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     ta = torch.from_numpy(np.ascontiguousarray(a))
     tb = torch.from_numpy(np.ascontiguousarray(b))
     if ta.dim() == 3:  # (H, W, C) -> (C, H, W)
@@ -276,7 +298,5 @@ def evaluate_pair(
         raise ValueError(
             f"SR is {sr.shape[1]}x{sr.shape[0]} but the mod-cropped HR is {hr.shape[1]}x{hr.shape[0]}"
         )
-    return (
-        psnr(sr, hr, border=scale, y_channel=True, round_y=round_y),
-        ssim(sr, hr, border=scale, y_channel=True, round_y=round_y),
-    )
+    a, b = _prepare(sr, hr, scale, True, round_y)  # Y once, for both metrics
+    return _psnr_of(a, b, 255.0), _ssim_of(a, b, 255.0)

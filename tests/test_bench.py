@@ -1,0 +1,105 @@
+"""pclup bench: the papers' bicubic figures, the JSON schema, pictures, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pclup.models import create_model
+from pclup.weights import save_pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    for candidate in (os.environ.get("PCLUP_DATA"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "Set5").is_dir():
+            return Path(candidate)
+    pytest.skip("the test sets are not here (set PCLUP_DATA)")
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pclup", "bench", *args], capture_output=True, text=True)
+
+
+def test_set5_bicubic_matches_the_papers(tmp_path: Path) -> None:
+    """Acceptance: bicubic x4 on Set5 gives 28.42 dB / 0.8104 (EDSR, RCAN papers) within 0.01 / 0.001."""
+    out = tmp_path / "out.json"
+    run = _bench("-m", "bicubic", "--set", "Set5", "-s", "4", "--data-dir", str(_data_dir()), "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    assert set(data) == {"pclup_version", "device", "results", "per_image"}
+    (row,) = data["results"]
+    assert set(row) == {"model", "dataset", "scale", "psnr", "ssim", "images", "seconds"}
+    assert row["dataset"] == "Set5" and row["images"] == 5 and row["scale"] == 4
+    assert abs(row["psnr"] - 28.42) <= 0.01
+    assert abs(row["ssim"] - 0.8104) <= 0.001
+    assert {r["image"] for r in data["per_image"]} == {"baby", "bird", "butterfly", "head", "woman"}
+    assert set(data["per_image"][0]) == {"model", "dataset", "scale", "image", "psnr", "ssim"}
+
+
+@pytest.fixture
+def hr_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        yy, xx = np.mgrid[0:48, 0:40]
+        img = np.stack([yy * 4, xx * 5, (yy + xx) * 2], -1) + rng.integers(0, 30, (48, 40, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_several_models_and_scales_with_pictures(hr_folder: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_pretrained(create_model("edsr", scale=2, n_resblocks=1, n_feats=8), tmp_path / "tiny-x2")
+    compare = tmp_path / "grid.png"
+    run = _bench(
+        "-m", "bicubic", "-m", str(tmp_path / "tiny-x2"), "--set", str(hr_folder), "-s", "2", "-s", "3",
+        "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"), "--save-images", str(tmp_path / "sr"),
+        "--compare", str(compare), "--crop", "16",
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    # the x2 model runs at x2 only; bicubic at both scales
+    assert sorted((r["model"].split("/")[-1], r["scale"]) for r in results) == [
+        ("bicubic", 2), ("bicubic", 3), ("tiny-x2", 2)
+    ]
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
+    assert len(list((tmp_path / "sr").rglob("*.png"))) == 6
+    grid = Image.open(compare)
+    assert grid.width > 3 * 16 * 2 and grid.height > 2 * 16 * 2  # HR, bicubic, model; two rows (x2, x3)
+
+
+@pytest.mark.parametrize(
+    ("case", "expect", "codes"),
+    [
+        ("unknown-set", "Set5, Set14, B100, Urban100, Manga109", (2,)),
+        ("empty-folder", "no images", (2,)),
+        ("too-small", "too small", (2,)),
+        ("unreadable", "broken.png", (1,)),
+    ],
+)
+def test_bad_input(case: str, expect: str, codes: tuple[int, ...], tmp_path: Path) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    spec = str(folder)
+    if case == "unknown-set":
+        spec = "Set6"
+    elif case == "too-small":
+        Image.new("RGB", (7, 7)).save(folder / "tiny.png")
+    elif case == "unreadable":
+        Image.new("RGB", (32, 32)).save(folder / "fine.png")
+        (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    run = _bench("-m", "bicubic", "--set", spec, "-s", "4")
+    assert run.returncode in codes, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pclup: error:") and expect in lines[0], run.stderr
