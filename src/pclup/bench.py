@@ -279,7 +279,8 @@ def compare_grid(comparisons: Sequence[Comparison], zoom: int = 2) -> np.ndarray
             canvas = Image.new("RGB", (tile.width, tile.height + 28), "white")
             canvas.paste(tile, (0, 28))
             draw = ImageDraw.Draw(canvas)
-            title = label if label == "HR" else f"{label}: {comp.psnr.get(label, float('nan')):.2f} dB"
+            short = Path(label).name if Path(label).exists() else label  # a folder's name, not its whole path
+            title = label if label == "HR" else f"{short}: {comp.psnr.get(label, float('nan')):.2f} dB"
             draw.text((4, 2), title[:48], fill="black", font=font)
             if label == "HR":
                 draw.text((4, 14), f"{comp.dataset} {comp.image} x{comp.scale}", fill="black", font=font)
