@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from ._version import __version__
 from .errors import IncompatibleCheckpointError, ModelFileError, UnsafeCheckpointError
-from .models.registry import StateDict, arch_of, get_arch
+from .models.registry import arch_of, get_arch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

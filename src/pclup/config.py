@@ -1,0 +1,162 @@
+"""Training configuration: one frozen dataclass, from flags or a TOML file, unknown keys rejected.
+
+The resolved configuration is written with every run (``config.toml`` in the run folder), so a run can
+be repeated exactly: ``pclup train --config runs/x/config.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+LOSSES = ("l1", "pcl")
+PCL_FORMS = ("infonce", "cosine")
+SCHEDULES = ("cosine", "multistep", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults train from scratch; ``finetune`` lowers them."""
+
+    # data
+    data: tuple[str, ...] = ()  # folders of HR images (recursive)
+    scale: int = 4
+    patch_size: int = 48  # LR patch side; HR patches are patch_size * scale
+    batch_size: int = 16
+    workers: int = 0  # data-loader processes (0: in the training process)
+    val_set: str | None = "Set5"  # named set or folder; None: no validation
+    data_dir: str | None = None  # where named validation sets are found (else $PCLUP_DATA, ../shared/data)
+    # model
+    arch: str = "edsr-s"  # variant or architecture name (ignored when init is given)
+    init: str | None = None  # model spec to start from (finetune)
+    # loss
+    loss: str = "pcl"  # l1 | pcl
+    pcl_weight: float = 1.0  # lambda in L1 + lambda * L_CL
+    pcl_form: str = "infonce"  # infonce | cosine
+    pcl_tau: float = 1.0  # InfoNCE temperature
+    pcl_samples: int = 3  # K sharpened positives and K blurred negatives (plus HR and bicubic LR)
+    pcl_layers: tuple[int, ...] = (4,)  # embedding-network blocks whose features are compared
+    pcl_no_grad: bool = False  # the released code's behaviour: L_CL computed but carrying no gradient
+    disc_width: int = 64  # embedding/discriminator width (64 is SRGAN's; 16-32 suits compact models)
+    disc_lr: float | None = None  # None: the SR network's learning rate, as the released code
+    # optimisation
+    steps: int = 100_000
+    lr: float = 2e-4
+    schedule: str = "cosine"  # cosine | multistep | constant
+    warmup_steps: int = 0
+    milestones: tuple[int, ...] = ()  # multistep: steps where the rate is multiplied by gamma
+    gamma: float = 0.5
+    min_lr: float = 1e-7
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    ema: float = 0.999  # EMA decay of the weights that are saved; 0: off
+    # run
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16 where native; fp16 only on GPUs)
+    channels_last: bool = True
+    out: str = "runs/train"
+    log_every: int = 50
+    val_every: int = 1000
+    save_every: int = 1000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.loss not in LOSSES:
+            problems.append(f"loss '{self.loss}' is not one of {', '.join(LOSSES)}")
+        if self.pcl_form not in PCL_FORMS:
+            problems.append(f"pcl_form '{self.pcl_form}' is not one of {', '.join(PCL_FORMS)}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule '{self.schedule}' is not one of {', '.join(SCHEDULES)}")
+        for name in ("scale", "patch_size", "batch_size", "steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.workers < 0 or self.warmup_steps < 0 or self.pcl_samples < 0:
+            problems.append("workers, warmup_steps and pcl_samples must be >= 0")
+        if not self.lr > 0:
+            problems.append("lr must be > 0")
+        if not 0 <= self.ema < 1:
+            problems.append("ema must be in [0, 1)")
+        if self.pcl_weight < 0 or self.pcl_tau <= 0:
+            problems.append("pcl_weight must be >= 0 and pcl_tau > 0")
+        if problems:
+            raise UsageError("bad training configuration: " + "; ".join(problems))
+
+
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _field_types()[name]
+    if kind.startswith("tuple"):
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        return tuple(value)
+    return value
+
+
+def config_from_mapping(values: Mapping[str, Any], source: str = "configuration") -> TrainConfig:
+    """A config from a mapping; unknown keys are an error that lists them (and the known ones)."""
+    known = _field_types()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    try:
+        return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    except TypeError as e:
+        raise UsageError(f"{source}: {e}") from None
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The key/value table of a TOML config file (flat; a ``[train]`` table is accepted too)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"--config {path}: not valid TOML ({e})") from None
+    if set(data) == {"train"} and isinstance(data["train"], dict):
+        data = data["train"]
+    return data
+
+
+def resolve_config(file: str | Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """File values, then the flags the user actually gave (``overrides`` holds only those)."""
+    values = load_config(file) if file else {}
+    config_from_mapping(values, str(file or "configuration"))  # unknown keys in the file fail first
+    return config_from_mapping({**values, **overrides}, str(file or "flags"))
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The config as TOML (None values are left out: TOML has no null)."""
+    lines = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

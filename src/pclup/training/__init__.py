@@ -1,0 +1,1 @@
+"""Training: the loop (``loop.train``), its schedule, checkpoints and EMA."""
