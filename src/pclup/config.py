@@ -49,7 +49,7 @@ class TrainConfig:
     pcl_layers: tuple[int, ...] = (4,)  # embedding-network blocks whose features are compared
     pcl_no_grad: bool = False  # the released code's behaviour: L_CL computed but carrying no gradient
     disc_width: int = 64  # embedding/discriminator width (64 is SRGAN's; 16-32 suits compact models)
-    disc_lr: float | None = None  # None: the SR network's learning rate, as the released code
+    disc_lr: float = 0.0  # 0: the SR network's learning rate, as the released code
     # optimisation
     steps: int = 100_000
     lr: float = 2e-4
@@ -99,6 +99,8 @@ def _field_types() -> dict[str, str]:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = _field_types()[name]
+    if "None" in kind and isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None  # TOML has no null: optional settings are written as ""
     if kind.startswith("tuple"):
         if isinstance(value, (str, int, float)):
             value = [value]
@@ -132,20 +134,23 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve_config(file: str | Path | None, overrides: Mapping[str, Any]) -> TrainConfig:
-    """File values, then the flags the user actually gave (``overrides`` holds only those)."""
+def resolve_config(
+    file: str | Path | None, overrides: Mapping[str, Any], base: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """``base`` (a command's own defaults), then the file's values, then the flags the user actually gave
+    (``overrides`` holds only those)."""
     values = load_config(file) if file else {}
-    config_from_mapping(values, str(file or "configuration"))  # unknown keys in the file fail first
-    return config_from_mapping({**values, **overrides}, str(file or "flags"))
+    config_from_mapping({**(base or {}), **values}, str(file or "configuration"))  # bad keys in the file first
+    return config_from_mapping({**(base or {}), **values, **overrides}, str(file or "flags"))
 
 
 def to_toml(config: TrainConfig) -> str:
-    """The config as TOML (None values are left out: TOML has no null)."""
+    """The config as TOML (None is written as "", which reads back as None)."""
     lines = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if value is None:
-            continue
+            value = ""
         lines.append(f"{f.name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
