@@ -32,7 +32,8 @@ def test_unknown_keys_and_bad_values_are_one_line_usage_errors(tmp_path: Path) -
 
 
 def test_toml_round_trip(tmp_path: Path) -> None:
-    cfg = TrainConfig(data=("a", "b"), loss="l1", milestones=(10, 20), val_set=None, init="x/y")
+    cfg = TrainConfig(data=("a", "b"), loss="l1", milestones=(10, 20), val_set=None, init="x/y",
+                      arch_args={"n_feats": 8, "depths": (2, 2)})
     path = tmp_path / "c.toml"
     path.write_text(to_toml(cfg))
     assert resolve_config(path, {}) == cfg

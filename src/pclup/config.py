@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class TrainConfig:
     data_dir: str | None = None  # where named validation sets are found (else $PCLUP_DATA, ../shared/data)
     # model
     arch: str = "edsr-s"  # variant or architecture name (ignored when init is given)
+    arch_args: dict[str, Any] = field(default_factory=dict)  # constructor arguments over the variant's
     init: str | None = None  # model spec to start from (finetune)
     # loss
     loss: str = "pcl"  # l1 | pcl
@@ -101,6 +102,10 @@ def _coerce(name: str, value: Any) -> Any:
     kind = _field_types()[name]
     if "None" in kind and isinstance(value, str) and value.strip().lower() in ("", "none"):
         return None  # TOML has no null: optional settings are written as ""
+    if kind.startswith("dict"):
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{name} must be a table of settings")
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     if kind.startswith("tuple"):
         if isinstance(value, (str, int, float)):
             value = [value]
@@ -146,13 +151,16 @@ def resolve_config(
 
 def to_toml(config: TrainConfig) -> str:
     """The config as TOML (None is written as "", which reads back as None)."""
-    lines = []
+    lines, tables = [], []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if isinstance(value, dict):
+            tables += [f"[{f.name}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items())]
+            continue
         if value is None:
             value = ""
         lines.append(f"{f.name} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tables) + "\n"
 
 
 def _toml_value(value: Any) -> str:

@@ -14,6 +14,7 @@ from .._version import __version__
 from .bench import bench
 from .info import convert, info
 from .models import models
+from .train import finetune_command, train_command
 from .upscale import upscale
 
 app = typer.Typer(
@@ -43,6 +44,8 @@ def _root(
 
 app.command("upscale")(upscale)
 app.command("bench")(bench)
+app.command("train")(train_command)
+app.command("finetune")(finetune_command)
 app.command("models")(models)
 app.command("info")(info)
 app.command("convert")(convert)

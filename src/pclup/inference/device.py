@@ -90,3 +90,12 @@ def pick_precision(precision: str, device: torch.device, arch: ArchSpec) -> torc
 
 def precision_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Put every 2-D convolution's weights in channels-last layout (other parameters, such as HAN's 3-D
+    convolution, keep theirs: ``model.to(memory_format=...)`` refuses tensors that are not 4-D)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.to(memory_format=torch.channels_last)
+    return model

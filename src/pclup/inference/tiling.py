@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..models.registry import colour_channels
+
 
 @dataclass(frozen=True)
 class Span:
@@ -155,7 +157,7 @@ def bytes_per_pixel(model: nn.Module, device: torch.device, probe: int = 16) -> 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
         with torch.inference_mode():
-            model(torch.rand(1, getattr(model.config, "n_colors", 3), probe, probe, device=device))
+            model(torch.rand(1, colour_channels(model.config), probe, probe, device=device))
     finally:
         for handle in handles:
             handle.remove()

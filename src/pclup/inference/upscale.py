@@ -26,7 +26,7 @@ from torch import Tensor
 from .. import images
 from ..errors import PclupError, UsageError
 from ..loading import LoadedModel
-from .device import pick_device, pick_precision, precision_name
+from .device import pick_device, pick_precision, precision_name, to_channels_last
 from .tiling import auto_tile, bytes_per_pixel, is_out_of_memory, run_tiled
 
 Progress = Callable[[int, int], None]
@@ -88,7 +88,7 @@ class Upscaler:
         self.dtype = pick_precision(self.precision, self.torch_device, self.loaded.arch)
         model = self.loaded.model.eval().to(self.torch_device)
         if self.channels_last and self.torch_device.type != "mps":
-            model = model.to(memory_format=torch.channels_last)
+            model = to_channels_last(model)
         self.model = model
 
     @property

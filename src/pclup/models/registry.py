@@ -197,3 +197,8 @@ def arch_of(model: nn.Module) -> ArchSpec:
 def count_parameters(model: nn.Module) -> int:
     """Trainable and fixed parameters, as papers count them (buffers such as index tables excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def colour_channels(config: Any) -> int:
+    """The number of image channels a network takes (``n_colors`` or SwinIR's ``in_chans``)."""
+    return int(getattr(config, "n_colors", getattr(config, "in_chans", 3)))
