@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class StepInfo:
     lr: float
     seconds: float  # wall time of this step
     validation: dict[str, float] | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step
 
 
 def seeded(seed: int, step: int, stream: str) -> torch.Generator:
@@ -229,16 +230,27 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             for group in g_opt.param_groups:
                 group["lr"] = rate
             model.train()
+            timings: dict[str, float] = {}
+            mark = time.perf_counter()
+
+            def lap(name: str) -> None:
+                nonlocal mark
+                now = time.perf_counter()
+                timings[name] = timings.get(name, 0.0) + now - mark
+                mark = now
+
+            lap("data")
             with autocast():
                 sr = train_model(lr_t).float()
             l1 = F.l1_loss(sr, hr_t)
             parts: dict[str, Tensor] = {"l1": l1.detach()}
             loss = l1
             if use_pcl and sampler is not None and disc is not None and d_opt is not None:
+                lap("sr_forward")
                 pos, neg = sampler.sample(hr_t, lr_t.float(), seeded(cfg.seed, step, "sampler"))
+                lap("sampler")
                 # discriminator step: real = HR and its sharpened copies, fake = SR and the blurred HR
                 disc.train()
-                disc_module.requires_grad_(True)
                 with autocast():
                     real = disc_module.logits(torch.cat([hr_t, *pos[1:]]))
                     fake = disc_module.logits(torch.cat([sr.detach(), *neg[1:]]))
@@ -246,17 +258,22 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
                 d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 d_opt.step()
-                # contrastive term through the frozen embedding network
-                disc_module.requires_grad_(False)
+                lap("disc_step")
+                # contrastive term through the embedding network, frozen for this step
                 with autocast():
                     cl = contrastive_term(disc_module, sr, pos, neg, layers=cfg.pcl_layers, loss=cfg.pcl_form,
                                           tau=cfg.pcl_tau, no_grad=cfg.pcl_no_grad).float()
                 loss = l1 + cfg.pcl_weight * cl
+                lap("embedding")
                 parts.update({"cl": cl.detach(), "d": d_loss.detach()})
             if not torch.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint is kept in {checkpoint_dir}"
+                    if (checkpoint_dir / "trainer_state.pt").is_file()
+                    else "no checkpoint had been written yet"
+                )
                 raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {step + 1}; the last good checkpoint is in "
-                    f"{checkpoint_dir} (try a lower --lr or --grad-clip)"
+                    f"the loss became {loss.item()} at step {step + 1}; {kept} (try a lower --lr or a --grad-clip)"
                 )
             g_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -265,10 +282,11 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             g_opt.step()
             if ema is not None:
                 _ema_update(ema, model, cfg.ema)
+            lap("sr_backward_step" if use_pcl else "sr_forward_backward_step")
             step += 1
 
             losses = {k: float(v) for k, v in parts.items()}
-            info = StepInfo(step, cfg.steps, losses, rate, time.perf_counter() - t0)
+            info = StepInfo(step, cfg.steps, losses, rate, time.perf_counter() - t0, timings=timings)
             if rank == 0 and val_pairs and (step % cfg.val_every == 0 or step == cfg.steps):
                 info.validation = _validate(ema or model, val_pairs, cfg.scale, device, dtype)
             if log is not None and (step % cfg.log_every == 0 or info.validation or step == cfg.steps):
