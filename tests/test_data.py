@@ -299,6 +299,7 @@ def test_shared_memory_pickles_by_reference(images: TrainImages) -> None:
     after = _batches(clone)[3]
     assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
     assert torch.equal(_batches(plain)[3][1], before[1])
+    assert all(a.transpose(2, 0, 1).flags.c_contiguous for a in plain.hr + plain.lr)
     # the clone maps the same memory: a write shows through
     old = int(images.hr[0][0, 0, 0])
     images.hr[0][0, 0, 0] = old ^ 0xFF

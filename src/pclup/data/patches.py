@@ -5,9 +5,10 @@ Three parts:
 * :class:`TrainImages` finds every image below some folders, decodes each one once to RGB ``uint8``,
   mod-crops it to the scale and computes its LR once with the MATLAB bicubic
   (:func:`pclup.imresize.bicubic_downscale_uint8`), and keeps both in memory. The classic train sets
-  are small (T91 + BSD200 + General100, 390 images: about 163 MB of HR pixels, plus 41 MB of LR at
+  are small (T91 + BSD200 + General100, 390 images: about 162 MB of HR pixels, plus 40 MB of LR at
   x2 or 10 MB at x4), so holding them decoded costs little and makes every batch a matter of slicing.
-  Unreadable files are skipped and named; images smaller than a patch are skipped and counted.
+  Unreadable files are skipped and named; images smaller than a patch are skipped and counted (at x4
+  with 48-pixel LR patches, 57 of the 390, mostly T91 thumbnails, are under 192 px).
 * :class:`PatchBatches` is a map-style dataset whose item ``step`` is the whole batch of that global
   step. Every random choice of that batch (images, crop positions, flips and transposition) is drawn
   from a ``torch.Generator`` seeded with a hash of ``(seed, step)``: the batch at step N is a pure
@@ -26,29 +27,35 @@ Patch sampling (``sampling=``):
   as often as large ones (more repetition of the same pixels).
 
 Alignment: the LR crop starts at ``(y, x)`` in the LR image and the HR crop at ``(y * s, x * s)``, of
-size ``p * s``: the HR crop covers exactly the pixels the LR crop was computed from. The same flips and
-transposition are then applied to both. The LR image is computed once from the *whole* HR image, so
-an LR patch equals the crop of the full image's LR; re-downscaling an HR patch on its own gives the
-same pixels only away from the patch border (there the bicubic taps would reach outside the patch):
-the pipeline never does that.
+size ``p * s``: both cover the same area of the picture. The same flips and transposition are then
+applied to both. The LR image is computed once from the *whole* HR image, so an LR patch is exactly a
+crop of the full image's LR. Re-downscaling an HR patch on its own gives the same pixels only away
+from the patch border (2 LR pixels: there the bicubic taps would reach outside the patch), and only
+in the patch's original orientation: MATLAB's ``imresize`` rounds to 8 bits between its row and
+column passes, so a transposed HR patch does not downscale to the exact transposed LR patch. The
+pipeline never re-downscales; it transposes both patches, as EDSR's augmentation does.
 
 Workers: each worker process needs the decoded images. With the ``fork`` start method (what
 :func:`make_loader` uses on Linux, whatever Python's default) the workers share the parent's arrays
 copy-on-write: the pixel buffers are never written to, so no page is copied and memory does not grow
 with the number of workers. On platforms that start workers by ``spawn`` (macOS, Windows) the images
 are first packed into two buffers in torch's shared memory (:meth:`TrainImages.share_memory`, done
-by :func:`make_loader`), which the workers map rather than copy: memory stays one copy, plus the
-packing's copy once in the parent.
+by :func:`make_loader`), which the workers map rather than copy: memory stays one copy (two for a
+moment while packing). On Linux, :meth:`TrainImages.scan` also hands the memory freed by decoding
+back to the system after every image (glibc's ``malloc_trim``); without that, the process kept
+about five times the pixels it holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import multiprocessing
 import operator
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +94,8 @@ __all__ = [
 SAMPLING: tuple[str, ...] = ("area", "uniform")
 
 ProgressCallback = Callable[[int, int, Path], None]
+
+_READ_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,8 +248,9 @@ class TrainImages:
             min_hr_size: images whose HR height or width (after mod-crop) is under this are skipped
                 and counted; pass ``patch_size * scale``.
             on_progress: called as ``on_progress(done, total, path)`` after each file, in file order.
-            threads: decoding threads (Pillow and the resize release the GIL); default
-                ``min(4, CPUs)``.
+            threads: threads (default ``min(4, CPUs)``): one decodes at a time (``read_image`` changes
+                the process-wide warning filters), the others compute LR images meanwhile (the
+                resize releases the GIL).
 
         Raises:
             UsageError: a folder that does not exist, a bad scale, or no usable image at all (one line
@@ -268,7 +278,10 @@ class TrainImages:
 
         def load(path: Path) -> tuple[str, Any, Any]:
             try:
-                pixels = rgb_uint8(read_image(path))
+                with _READ_LOCK:  # read_image's warnings.catch_warnings() is not thread-safe
+                    image = read_image(path)
+                pixels = rgb_uint8(image)
+                del image
             except ImageReadError as exc:
                 return "unreadable", _cause(exc, path), None
             h, w = pixels.shape[0] - pixels.shape[0] % scale, pixels.shape[1] - pixels.shape[1] % scale
@@ -288,7 +301,14 @@ class TrainImages:
         # times the pixels kept (1.1 GB for the 200 MB of the classic x2 set). Trimming after every
         # image (microseconds) keeps it to the pixels plus a few temporaries.
         trim = _libc_trim()
-        with ThreadPoolExecutor(n_threads) as pool:
+        # One torch thread per resize: the threads here already run resizes side by side, and
+        # torch's intra-op pool spins at its barriers when the cores are busy (measured on 2 loaded
+        # cores: the x2 set took 74 s with 2 intra-op threads against 11 s with 1).
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        with contextlib.ExitStack() as stack:
+            stack.callback(torch.set_num_threads, torch_threads)
+            pool = stack.enter_context(ThreadPoolExecutor(n_threads))
             for done, (path, (kind, a, b)) in enumerate(zip(files, pool.map(load, files), strict=True), 1):
                 if kind == "unreadable":
                     corrupt.append((path, a))
@@ -403,6 +423,9 @@ class TrainImages:
         if self._shared is not None:
             for key, buf in zip(("hr", "lr"), self._shared, strict=True):
                 setattr(self, key, _views(buf, state[key]))
+        else:  # pickle stores arrays in C order: back to planar memory
+            self.hr = [_planar(a) for a in self.hr]
+            self.lr = [_planar(a) for a in self.lr]
 
 
 def _views(buf: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
