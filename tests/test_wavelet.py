@@ -47,12 +47,14 @@ def test_band_orientation() -> None:
     assert hl.abs().min() > 0 and lh.abs().max() == 0 and hh.abs().max() == 0
 
 
-def test_high_bands_layout() -> None:
-    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+@pytest.mark.parametrize("size", [(8, 8), (7, 10), (5, 3)])
+def test_high_bands_layout(size: tuple[int, int]) -> None:
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(2))
     _, lh, hl, hh = haar_dwt(x)
-    out = high_bands(x)
-    assert out.shape == (2, 9, 4, 4)
+    out = high_bands(x)  # a strided convolution, checked against the slicing transform
+    assert out.shape == (2, 9, (size[0] + 1) // 2, (size[1] + 1) // 2)
     torch.testing.assert_close(out, torch.cat((lh, hl, hh), 1))
+    torch.testing.assert_close(high_bands(x.contiguous(memory_format=torch.channels_last)), out)
 
 
 def test_odd_sizes_pad_by_reflection() -> None:

@@ -114,8 +114,10 @@ class EmbeddingNet(nn.Module):
         h = high_bands(x)
         for block in self.blocks:
             h = block(h)
-        return self.head(h).flatten(1)
+        out: Tensor = self.head(h)
+        return out.flatten(1)
 
     def logits(self, x: Tensor) -> Tensor:
         """Discriminator output: ``(B, 16)`` patch logits (4x4, row-major) for ``(B, C, H, W)`` images."""
-        return self(x)
+        out: Tensor = self(x)
+        return out

@@ -12,6 +12,7 @@ Sample tensors are stacked on a leading axis: ``positives`` is ``(P, B, C, h, w)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -160,6 +161,14 @@ def dual_contrastive_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 _FORMS = {"infonce", "cosine", "cosine_ratio"}
 
 
+def _no_autocast(device_type: str) -> AbstractContextManager[object]:
+    """Autocast off (the similarities are float32 even inside the trainer's bf16/fp16 region)."""
+    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
+    if available is not None and not available(device_type):
+        return nullcontext()  # e.g. "meta": there is no autocast to switch off
+    return torch.autocast(device_type, enabled=False)
+
+
 def contrastive_term(
     embed: EmbeddingNet,
     sr: Tensor,
@@ -227,13 +236,10 @@ def contrastive_term(
         embed.train(was_training)
 
     anchors = [f.float() for f in anchor]
-    refs = [f.float().unflatten(0, (-1, sr.shape[0])) for f in ref]
+    refs = [f.float().reshape(-1, *sr.shape[:1], *f.shape[1:]) for f in ref]  # (P + N, B, C, h, w)
     positives = [f[:n_pos] for f in refs]
     negatives = [f[n_pos:] for f in refs]
-    with (
-        torch.autocast(sr.device.type, enabled=False),
-        torch.set_grad_enabled(torch.is_grad_enabled() and not no_grad),
-    ):
+    with _no_autocast(sr.device.type), torch.set_grad_enabled(torch.is_grad_enabled() and not no_grad):
         if loss == "infonce":
             value = infonce_loss(anchors, positives, negatives, tau=tau)
         elif loss == "cosine":

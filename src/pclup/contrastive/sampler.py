@@ -171,7 +171,7 @@ class FrequencySampler:
         pos = hr.new_empty(self.k + 1, *hr.shape)
         neg = hr.new_empty(self.k + 1, *hr.shape)
         pos[0] = hr
-        neg[0] = upsample_bicubic(lr.detach().to(hr.dtype), hr.shape[-2:])
+        neg[0] = upsample_bicubic(lr.detach().to(hr.dtype), (hr.shape[-2], hr.shape[-1]))
         if self.k:
             # depthwise convolutions run about 2x faster channels-last on CPU (oneDNN)
             src = hr.contiguous(memory_format=torch.channels_last) if hr.device.type == "cpu" else hr

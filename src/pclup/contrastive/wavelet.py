@@ -15,7 +15,6 @@ the dependency. For a 2x2 block of pixels::
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
