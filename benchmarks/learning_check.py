@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "learning")
     parser.add_argument("--json", type=Path)
@@ -34,8 +35,8 @@ def main() -> None:
     for loss in args.losses:
         out = args.out / loss
         cmd = [sys.executable, "-m", "pclup", "train", "--data", str(data / "train"), "--arch", "edsr-s", "-s", "2",
-               "--loss", loss, "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--patch-size", "48",
-               "--lr", str(args.lr), "--val-set", "none", "--out", str(out), "--seed", "0"]
+               "--loss", loss, "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--patch-size", str(args.patch_size),
+               "--lr", str(args.lr), "--warmup-steps", str(max(1, args.steps // 15)), "--val-set", "none", "--out", str(out), "--seed", "0"]
         start = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -51,7 +52,7 @@ def main() -> None:
         sys.exit(f"bench failed:\n{run.stderr[-3000:]}")
     print(run.stdout)
     results = json.loads(bench_json.read_text())["results"]
-    summary = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "runs": rows, "bench": results,
+    summary = {"steps": args.steps, "batch_size": args.batch_size, "patch_size": args.patch_size, "lr": args.lr, "runs": rows, "bench": results,
                "date": time.strftime("%Y-%m-%d")}
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

@@ -19,3 +19,15 @@ ScaleOpt = Annotated[
     int | None,
     typer.Option("--scale", "-s", min=1, help="Scale to pick where the source holds several (super-image repos)."),
 ]
+
+
+def parse_tile(tile: str) -> int | str:
+    """``--tile``: ``"auto"`` or a whole number of pixels (0: no tiling)."""
+    from pclup.errors import UsageError
+
+    if tile == "auto":
+        return tile
+    try:
+        return int(tile)
+    except ValueError:
+        raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None

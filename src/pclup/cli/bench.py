@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ._errors import handle_errors
+from ._options import parse_tile
 
 
 @handle_errors
@@ -47,14 +48,8 @@ def bench(
 
     from pclup import images
     from pclup.bench import benchmark, compare_grid
-    from pclup.errors import UsageError
 
-    tile_value: int | str = tile
-    if tile != "auto":
-        try:
-            tile_value = int(tile)
-        except ValueError:
-            raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
+    tile_value = parse_tile(tile)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as progress:
         task = progress.add_task("bench", total=None)

@@ -33,6 +33,7 @@ Config = Annotated[Path | None, typer.Option("--config", help="TOML file of sett
 Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Data-loader processes.")]
 Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off; default 0.999).")]
 GradClip = Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).")]
+Warmup = Annotated[int | None, typer.Option("--warmup-steps", min=0, help="Linear warm-up steps.")]
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -88,13 +89,13 @@ def train_command(
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
     batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
     out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
-    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None,
+    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
 ) -> None:
     """Train an SR network from scratch with L1 or L1 + PCL."""
     overrides = _overrides(
         data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad, steps=steps,
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
-        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
+        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
     _run(overrides, config, resume)
 
@@ -106,7 +107,7 @@ def finetune_command(
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
     batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
     out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
-    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None,
+    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
 ) -> None:
     """Fine-tune a model on your own images with PCL (small learning rate, a new model folder as output)."""
     from pclup.errors import UsageError
@@ -116,6 +117,6 @@ def finetune_command(
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad, steps=steps,
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
-        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
+        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
     _run(overrides, config, resume, base={**FINETUNE_DEFAULTS, "out": "runs/finetune"})

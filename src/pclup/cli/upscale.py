@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ._errors import handle_errors
+from ._options import parse_tile
 
 EXTS = ("auto", "png", "jpg", "webp", "tif")
 
@@ -68,12 +69,7 @@ def upscale(
         raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
     if scale is not None and not scale >= 1:
         raise UsageError(f"--scale {scale:g} must be >= 1")
-    tile_value: int | str = tile
-    if tile != "auto":
-        try:
-            tile_value = int(tile)
-        except ValueError:
-            raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
+    tile_value = parse_tile(tile)
 
     loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
     out_scale = scale or float(loaded.scale)
