@@ -93,6 +93,18 @@ def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ema_follows_the_network_in_short_runs() -> None:
+    from pclup.training.loop import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 450) == pytest.approx(451 / 460)
+    assert ema_decay(0.999, 100_000) == 0.999
+    weight_of_init = 1.0
+    for step in range(450):
+        weight_of_init *= ema_decay(0.999, step)
+    assert weight_of_init < 1e-6  # with a constant 0.999 it would be 0.64
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path: Path) -> None:
     cfg = _cfg(data, tmp_path / "nan", steps=50, lr=1e30, schedule="constant", save_every=1, loss="l1", ema=0.0)
     with pytest.raises(TrainingDiverged) as e:

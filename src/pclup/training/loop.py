@@ -73,6 +73,13 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA decay at ``step`` (0-based): ``decay``, warmed up as ``(1 + step) / (10 + step)`` so that
+    the average follows the network in a short run instead of staying near its random initialisation
+    (0.999 ** 450 still weighs the initial weights by 0.64)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
@@ -283,7 +290,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             g_opt.step()
             if ema is not None:
-                _ema_update(ema, model, cfg.ema)
+                _ema_update(ema, model, ema_decay(cfg.ema, step))
             lap("sr_backward_step" if use_pcl else "sr_forward_backward_step")
             step += 1
 
