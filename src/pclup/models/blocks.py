@@ -7,6 +7,7 @@ published checkpoints load with their own key names.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -161,3 +162,30 @@ class ResidualGroup(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
+
+
+class MeanShiftedSR(nn.Module):
+    """The forward pass EDSR, RCAN, HAN and NLSN share (EDSR-PyTorch's): scale the [0, 1] input to
+    [0, rgb_range], subtract the dataset mean, ``head``, ``trunk`` with the long skip, ``tail``, add the mean
+    back, scale back to [0, 1]. Subclasses build ``head``, ``body``, ``tail`` (and ``sub_mean``/``add_mean``
+    when ``config.mean_shift``) and may override ``trunk``."""
+
+    config: Any
+    head: nn.Module
+    body: nn.Module
+    tail: nn.Module
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """Deep features (before the long skip) from shallow features ``x``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.config
+        x = x * c.rgb_range
+        if c.mean_shift:
+            x = self.sub_mean(x)
+        x = self.head(x)
+        x = self.tail(self.trunk(x) + x)
+        if c.mean_shift:
+            x = self.add_mean(x)
+        return x / c.rgb_range

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .blocks import MeanShift, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
+from .blocks import MeanShift, MeanShiftedSR, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
 from .registry import ArchSpec, Variant
 
 
@@ -27,7 +27,7 @@ class EDSRConfig:
     mean_shift: bool = True  # subtract the DIV2K mean at the input, add it back at the output (super-image: off)
 
 
-class EDSR(nn.Module):
+class EDSR(MeanShiftedSR):
     def __init__(self, config: EDSRConfig) -> None:
         super().__init__()
         self.config = config
@@ -39,17 +39,6 @@ class EDSR(nn.Module):
             *[ResBlock(c.n_feats, res_scale=c.res_scale) for _ in range(c.n_resblocks)], conv3x3(c.n_feats, c.n_feats)
         )
         self.tail = nn.Sequential(Upsampler(c.scale, c.n_feats), conv3x3(c.n_feats, c.n_colors))
-
-    def forward(self, x: Tensor) -> Tensor:
-        c = self.config
-        x = x * c.rgb_range
-        if c.mean_shift:
-            x = self.sub_mean(x)
-        x = self.head(x)
-        x = self.tail(self.body(x) + x)
-        if c.mean_shift:
-            x = self.add_mean(x)
-        return x / c.rgb_range
 
 
 def detect(state_dict: Mapping[str, Tensor]) -> bool:

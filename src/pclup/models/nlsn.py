@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import DIV2K_RGB_MEAN, MeanShift, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
+from .blocks import DIV2K_RGB_MEAN, MeanShift, MeanShiftedSR, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
 from .registry import ArchSpec, Variant
 
 ATTENTION_EVERY = 8
@@ -190,7 +190,7 @@ class NonLocalSparseAttention(nn.Module):
         return ret.transpose(1, 2).reshape(n, cy, h, w) * self.res_scale + input
 
 
-class NLSN(nn.Module):
+class NLSN(MeanShiftedSR):
     def __init__(self, config: NLSNConfig) -> None:
         super().__init__()
         self.config = config
@@ -222,17 +222,6 @@ class NLSN(nn.Module):
         body.append(conv3x3(c.n_feats, c.n_feats))
         self.body = nn.Sequential(*body)
         self.tail = nn.Sequential(Upsampler(c.scale, c.n_feats), conv3x3(c.n_feats, c.n_colors))
-
-    def forward(self, x: Tensor) -> Tensor:
-        c = self.config
-        x = x * c.rgb_range
-        if c.mean_shift:
-            x = self.sub_mean(x)
-        x = self.head(x)
-        x = self.tail(self.body(x) + x)
-        if c.mean_shift:
-            x = self.add_mean(x)
-        return x / c.rgb_range
 
 
 def detect(state_dict: Mapping[str, Tensor]) -> bool:

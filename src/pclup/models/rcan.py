@@ -31,7 +31,7 @@ from typing import Protocol
 
 from torch import Tensor, nn
 
-from .blocks import DIV2K_RGB_MEAN, MeanShift, ResidualGroup, Upsampler, conv3x3, seq_len, upsampler_scale
+from .blocks import DIV2K_RGB_MEAN, MeanShift, MeanShiftedSR, ResidualGroup, Upsampler, conv3x3, seq_len, upsampler_scale
 from .registry import ArchSpec, Variant
 
 # Keys that only HAN has on top of an RCAN trunk (layer attention, channel-spatial attention, fusion convs).
@@ -74,7 +74,7 @@ class TrunkConfig(Protocol):
     def mean_shift(self) -> bool: ...
 
 
-class RCANTrunk(nn.Module):
+class RCANTrunk(MeanShiftedSR):
     """What RCAN and HAN share: mean shift, ``head``, the residual groups in ``body``, ``tail``.
 
     ``body`` holds the groups followed by one conv; subclasses decide how the groups' outputs are fused.
@@ -98,21 +98,6 @@ class RCANTrunk(nn.Module):
             conv3x3(c.n_feats, c.n_feats),
         )
         self.tail = nn.Sequential(Upsampler(c.scale, c.n_feats), conv3x3(c.n_feats, c.n_colors))
-
-    def trunk(self, x: Tensor) -> Tensor:
-        """Deep features (before the long shortcut) from shallow features ``x``."""
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        c = self.config
-        x = x * c.rgb_range
-        if c.mean_shift:
-            x = self.sub_mean(x)
-        x = self.head(x)
-        x = self.tail(self.trunk(x) + x)
-        if c.mean_shift:
-            x = self.add_mean(x)
-        return x / c.rgb_range
 
 
 class RCAN(RCANTrunk):
