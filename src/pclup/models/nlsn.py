@@ -60,7 +60,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import DIV2K_RGB_MEAN, MeanShift, MeanShiftedSR, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
+from .blocks import (
+    DIV2K_RGB_MEAN,
+    MeanShift,
+    MeanShiftedSR,
+    ResBlock,
+    Upsampler,
+    conv3x3,
+    seq_len,
+    upsampler_scale,
+)
 from .registry import ArchSpec, Variant
 
 ATTENTION_EVERY = 8

@@ -31,7 +31,16 @@ from typing import Protocol
 
 from torch import Tensor, nn
 
-from .blocks import DIV2K_RGB_MEAN, MeanShift, MeanShiftedSR, ResidualGroup, Upsampler, conv3x3, seq_len, upsampler_scale
+from .blocks import (
+    DIV2K_RGB_MEAN,
+    MeanShift,
+    MeanShiftedSR,
+    ResidualGroup,
+    Upsampler,
+    conv3x3,
+    seq_len,
+    upsampler_scale,
+)
 from .registry import ArchSpec, Variant
 
 # Keys that only HAN has on top of an RCAN trunk (layer attention, channel-spatial attention, fusion convs).
