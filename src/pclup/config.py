@@ -43,7 +43,7 @@ class TrainConfig:
     init: str | None = None  # model spec to start from (finetune)
     # loss
     loss: str = "pcl"  # l1 | pcl
-    pcl_weight: float = 1.0  # lambda in L1 + lambda * L_CL
+    pcl_weight: float = 0.01  # lambda in L1 + lambda * L_CL (see docs/training.md for why so small)
     pcl_form: str = "infonce"  # infonce | cosine
     pcl_tau: float = 1.0  # InfoNCE temperature
     pcl_samples: int = 3  # K sharpened positives and K blurred negatives (plus HR and bicubic LR)

@@ -16,7 +16,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "steps": 20_000, "warmup_steps"
 Data = Annotated[list[Path] | None, typer.Option("--data", help="Folder(s) of HR training images (recursive); repeatable.")]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale (default 4).")]
 Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl (default pcl).")]
-PclWeight = Annotated[float | None, typer.Option("--pcl-weight", help="lambda in L1 + lambda * L_CL (default 1).")]
+PclWeight = Annotated[float | None, typer.Option("--pcl-weight", help="lambda in L1 + lambda * L_CL (default 0.01).")]
 PclNoGrad = Annotated[bool | None, typer.Option("--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.", show_default=False)]
 Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.")]
 Batch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size (default 16).")]
