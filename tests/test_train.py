@@ -161,3 +161,21 @@ def test_ddp_on_gloo_two_processes(data: Path, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert load_pretrained(tmp_path / "run" / "model").config.scale == 2
+
+
+def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, tmp_path: Path) -> None:
+    from pclup.models import create_model
+    from pclup.weights import save_pretrained
+
+    save_pretrained(create_model("compact", scale=2, n_feats=8, n_convs=1), tmp_path / "start")
+    run = subprocess.run(
+        [sys.executable, "-m", "pclup", "finetune", "--data", str(data), "-m", str(tmp_path / "start"), "-s", "2",
+         "--steps", "2", "--batch-size", "2", "--patch-size", "8", "--val-set", "none", "--out", str(tmp_path / "ft")],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    config = (tmp_path / "ft" / "config.toml").read_text()
+    assert "lr = 5e-05" in config and f'init = "{tmp_path / "start"}"' in config
+    assert load_pretrained(tmp_path / "ft" / "model").config.n_feats == 8
+    run = subprocess.run([sys.executable, "-m", "pclup", "finetune", "--data", str(data)], capture_output=True, text=True)
+    assert run.returncode == 2 and "no model to start from" in run.stderr
