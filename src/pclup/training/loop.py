@@ -16,7 +16,6 @@ One iteration (PCL-METHOD.md §2.5):
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import time
@@ -57,12 +56,6 @@ class StepInfo:
     seconds: float  # wall time of this step
     validation: dict[str, float] | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the step
-
-
-def seeded(seed: int, step: int, stream: str) -> torch.Generator:
-    """A CPU generator for one purpose at one step: the same numbers whatever happened before."""
-    digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -121,7 +114,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
     Ctrl+C writes a checkpoint before stopping; ``resume`` continues from one exactly.
     """
     from ..contrastive import EmbeddingNet, FrequencySampler, contrastive_term, dual_contrastive_d_loss
-    from ..data import PatchBatches, TrainImages, make_loader, validation_pairs
+    from ..data import PatchBatches, TrainImages, make_loader, step_generator, validation_pairs
     from ..datasets import resolve_dataset
 
     # --- setup ------------------------------------------------------------------------------------------
@@ -256,7 +249,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             loss = l1
             if use_pcl and sampler is not None and disc is not None and d_opt is not None:
                 lap("sr_forward")
-                pos, neg = sampler.sample(hr_t, lr_t.float(), seeded(cfg.seed, step, "sampler"))
+                pos, neg = sampler.sample(hr_t, lr_t.float(), step_generator(cfg.seed, step, "sampler"))
                 lap("sampler")
                 # discriminator step: real = HR and its sharpened copies, fake = SR and the blurred HR
                 disc.train()
