@@ -126,6 +126,11 @@ def _load_file(path: Path) -> nn.Module:
 
 
 def _load_pretrained(p: Pretrained) -> nn.Module:
+    if p.packaged:
+        folder = p.folder()
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise ModelFileError(f"built-in model {p.name}: {folder / WEIGHTS_NAME} is missing (broken install?)")
+        return _load_folder(folder, p.scale)
     if p.layout == "super-image":
         config, _ = hub_config(p.repo_id, p.revision)
         return load_super_image(config, hub_file(p.repo_id, p.filename, p.revision), p.name)

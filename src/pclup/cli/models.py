@@ -39,7 +39,9 @@ def models(
             "parameters": params(p.variant, p.scale),
             "source": p.source,
             "license": p.license,
-            "local": cached_file(p.repo_id, p.filename, p.revision) is not None,
+            "local": (p.folder() / p.filename).is_file()
+            if p.packaged
+            else cached_file(p.repo_id, p.filename, p.revision) is not None,
             "description": p.description,
         }
         for p in list_pretrained()

@@ -23,14 +23,15 @@ def upscale(
     ],
     scale: Annotated[
         float | None,
-        typer.Option("--scale", "-s", help="Output scale, any factor >= 1 (default: the model's own).", show_default=False),
+        typer.Option("--scale", "-s", help="Output scale, any factor >= 1 (default: the model's own; 4 with the default model).", show_default=False),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
             "--model",
             "-m",
-            help="Built-in name, model folder, weights file or Hub repo owner/name[@revision] (see 'pclup models').",
+            help="Built-in name, model folder, weights file or Hub repo owner/name[@revision] (see 'pclup models'). "
+            "Default: the embedded default model whose scale reaches -s (default-x2, -x3, -x4).",
             show_default=False,
         ),
     ] = None,
@@ -62,15 +63,16 @@ def upscale(
     from pclup.inference.batch import collect_jobs, default_suffix, output_extension, output_path
     from pclup.inference.upscale import Upscaler, upscale_file
     from pclup.loading import load_model
+    from pclup.models.zoo import default_model_name
 
-    if model is None:
-        raise UsageError("no model given: name one with -m/--model (see 'pclup models'); pclup has no default model yet")
     if ext not in EXTS:
         raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
     if scale is not None and not scale >= 1:
         raise UsageError(f"--scale {scale:g} must be >= 1")
     tile_value = parse_tile(tile)
 
+    if model is None or model.lower() == "default":
+        model = default_model_name(scale)  # the packaged default whose scale reaches the requested one
     loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix

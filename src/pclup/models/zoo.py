@@ -1,12 +1,19 @@
 """Built-in pretrained models: a name, a variant at one scale, and where the weights come from.
 
-Sources are Hugging Face Hub files (fetched into the Hub cache on first use) or, once pclup ships its
-own trained weights, files inside the package.
+Two sources: files shipped inside the package (``pclup/pretrained/<name>/``: config.json,
+model.safetensors and a README.md model card; pclup's own trained models, available offline), and
+Hugging Face Hub files (fetched into the Hub cache on first use).
+
+``default`` names pclup's own compact models: ``default-x2``, ``default-x3``, ``default-x4``;
+:func:`default_model_name` picks one for an output scale.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 from ..errors import UnknownModelError
 from .registry import close_matches
@@ -20,10 +27,11 @@ class Pretrained:
         name: What users type after ``-m``: ``"edsr-s-x4"``.
         variant: The :class:`~pclup.models.registry.Variant` it is an instance of.
         scale: Its upscaling factor.
-        repo_id: Hub repo holding the weights.
+        repo_id: Hub repo holding the weights ("" for a packaged model).
         filename: The weights file in that repo.
         revision: Branch, tag or commit the weights are pinned to.
-        layout: ``"pclup"`` (config.json + model.safetensors) or ``"super-image"``.
+        layout: ``"package"`` (a pclup model folder inside the package), ``"pclup"`` (config.json +
+            model.safetensors on the Hub) or ``"super-image"``.
         license: Licence of the weights.
         description: One line for ``pclup models``.
     """
@@ -39,8 +47,36 @@ class Pretrained:
     description: str = ""
 
     @property
+    def packaged(self) -> bool:
+        return self.layout == "package"
+
+    @property
     def source(self) -> str:
+        if self.packaged:
+            return f"pclup:{PACKAGE_DIR}/{self.name}"
         return f"hf:{self.repo_id}@{self.revision}/{self.filename}"
+
+    def folder(self) -> Path:
+        """The model folder of a packaged model (config.json, model.safetensors, README.md)."""
+        if not self.packaged:
+            raise ValueError(f"{self.name} is not a packaged model")
+        return Path(str(resources.files("pclup") / PACKAGE_DIR / self.name))
+
+
+PACKAGE_DIR = "pretrained"
+
+
+def _packaged(name: str, variant: str, scale: int, description: str) -> Pretrained:
+    return Pretrained(
+        name=name,
+        variant=variant,
+        scale=scale,
+        repo_id="",
+        filename="model.safetensors",
+        layout="package",
+        license="MIT (pclup; trained on T91, BSD200, General100: see the model card)",
+        description=description,
+    )
 
 
 def _super_image(name: str, variant: str, repo: str, description: str) -> list[Pretrained]:
@@ -60,6 +96,10 @@ def _super_image(name: str, variant: str, repo: str, description: str) -> list[P
 
 
 PRETRAINED: tuple[Pretrained, ...] = (
+    *(
+        _packaged(f"default-x{s}", "compact", s, f"pclup's default: compact network, x{s}, trained here with PCL")
+        for s in (2, 3, 4)
+    ),
     *_super_image("edsr-s", "edsr-s", "eugenesiow/edsr-base", "EDSR baseline trained on DIV2K by super-image"),
     *_super_image("edsr-l", "edsr-l", "eugenesiow/edsr", "EDSR trained on DIV2K by super-image"),
 )
@@ -81,6 +121,20 @@ def find_pretrained(name: str, scale: int | None = None) -> Pretrained | None:
     if scale is None and f"{key}-x4" in by_name:
         return by_name[f"{key}-x4"]
     return None
+
+
+DEFAULT_SCALES = (2, 3, 4)
+
+
+def default_model_name(scale: float | None) -> str:
+    """The default model for an output scale: the smallest default whose scale reaches it (x4 beyond 4,
+    run in several passes; x4 when no scale is given)."""
+    if scale is None:
+        return "default-x4"
+    for s in DEFAULT_SCALES:
+        if math.ceil(scale - 1e-9) <= s:
+            return f"default-x{s}"
+    return f"default-x{DEFAULT_SCALES[-1]}"
 
 
 def unknown_model(name: str) -> UnknownModelError:

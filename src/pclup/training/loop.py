@@ -221,6 +221,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
 
     # --- loop -------------------------------------------------------------------------------------------
     step = start
+    began = time.perf_counter()
     try:
         for lr_t, hr_t in make_loader(batches, start_step=start, workers=cfg.workers):
             t0 = time.perf_counter()
@@ -293,6 +294,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
                 info.validation = _validate(ema or model, val_pairs, cfg.scale, device, dtype)
             if log is not None and (step % cfg.log_every == 0 or info.validation or step == cfg.steps):
                 log.write(json.dumps({"step": step, "lr": rate, **losses, "seconds": round(info.seconds, 4),
+                                      "elapsed": round(time.perf_counter() - began, 1),
                                       **({"val_" + k: v for k, v in info.validation.items()} if info.validation else {})}) + "\n")
                 log.flush()
             if on_step:

@@ -1,0 +1,118 @@
+"""Copy a trained model folder into the package as a built-in model, with its model card.
+
+    python scripts/ship_model.py runs/default/x4-stage2/model default-x4 \
+        --bench runs/default/bench-x4.json --recipe recipes/compact-x4-stage1-l1.toml \
+        --recipe recipes/compact-x4-stage2-pcl.toml --command "..." --command "..."
+
+The card (README.md next to the weights) is written from the files given, never by hand: the recipes
+verbatim, the commands, the bench table from a ``pclup bench --json`` document (with bicubic and, where
+known, FSRCNN's published figures beside it), and the training log's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from pclup import __version__  # noqa: E402
+from pclup.loading import load_model  # noqa: E402
+from pclup.models import count_parameters  # noqa: E402
+from pclup.weights import CONFIG_NAME, WEIGHTS_NAME  # noqa: E402
+
+SETS = ("Set5", "Set14", "B100", "Urban100")
+# FSRCNN (Dong et al., ECCV 2016), PSNR on Y as tabulated by later papers (e.g. VDSR, LapSRN).
+FSRCNN = {
+    2: {"Set5": 37.00, "Set14": 32.63, "B100": 31.53, "Urban100": 29.88},
+    3: {"Set5": 33.16, "Set14": 29.43, "B100": 28.60, "Urban100": 26.48},
+    4: {"Set5": 30.72, "Set14": 27.61, "B100": 26.98, "Urban100": 24.62},
+}
+DATA_TERMS = (
+    "Trained on T91, BSD200 (BSDS300 train split) and General100 from `../shared/data/train`. The BSDS "
+    "images are for non-commercial research and educational use (UC Berkeley); the other sets state no "
+    "terms. The weights are released with pclup under its MIT licence; whether a dataset's terms reach "
+    "weights trained on it is not settled law: check before commercial use."
+)
+
+
+def bench_rows(doc: dict, scale: int) -> dict[tuple[str, str], tuple[float, float]]:
+    return {
+        (r["model"], r["dataset"]): (r["psnr"], r["ssim"])
+        for r in doc["results"]
+        if r["scale"] == scale
+    }
+
+
+def card(name: str, folder: Path, args: argparse.Namespace) -> str:
+    loaded = load_model(str(folder))
+    scale = loaded.scale
+    doc = json.loads(Path(args.bench).read_text())
+    rows = bench_rows(doc, scale)
+    models = sorted({m for m, _ in rows})
+    ours = args.bench_name or next(m for m in models if m != "bicubic")
+    lines = [
+        f"# {name}: {args.title}",
+        "",
+        f"- architecture: `{loaded.arch.name}` ({loaded.arch.paper}), {count_parameters(loaded.model):,} "
+        f"parameters, x{scale}",
+        f"- weights: `model.safetensors` (float32), shipped inside pclup {__version__}",
+        f"- use: `pclup upscale photo.png -m {name}`" + (" (or no `-m` at all)" if name.startswith("default") else ""),
+        "",
+        "## Bench (PSNR / SSIM on Y, border = scale, MATLAB bicubic LR; `pclup bench`)",
+        "",
+        "| set | this model | bicubic | FSRCNN (published PSNR) |",
+        "|---|---|---|---|",
+    ]
+    for s in SETS:
+        if (ours, s) not in rows:
+            continue
+        p, q = rows[(ours, s)]
+        b = rows.get(("bicubic", s))
+        f = FSRCNN.get(scale, {}).get(s)
+        lines.append(
+            f"| {s} | {p:.2f} / {q:.4f} | {f'{b[0]:.2f} / {b[1]:.4f}' if b else '-'} | {f'{f:.2f}' if f else '-'} |"
+        )
+    lines.append("")
+    if args.bench_command:
+        lines += [f"Produced by: `{args.bench_command}`", ""]
+    lines += ["## How it was trained", ""]
+    if args.notes:
+        lines += [Path(args.notes).read_text().strip(), ""]
+    for command in args.command or []:
+        lines += ["```bash", command, "```", ""]
+    for recipe in args.recipe or []:
+        lines += [f"`{recipe}`:", "", "```toml", Path(ROOT / recipe).read_text().strip(), "```", ""]
+    lines += ["## Data and terms", "", DATA_TERMS, ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="trained model folder (config.json + model.safetensors)")
+    parser.add_argument("name", help="built-in name, e.g. default-x4")
+    parser.add_argument("--title", required=True, help="one line after the name")
+    parser.add_argument("--bench", required=True, help="pclup bench --json document with this model and bicubic")
+    parser.add_argument("--bench-name", help="the model's name in that document (default: the one not bicubic)")
+    parser.add_argument("--bench-command", help="the command that produced the bench document")
+    parser.add_argument("--recipe", action="append", help="recipe TOML (repeatable, in order)")
+    parser.add_argument("--command", action="append", help="training command (repeatable, in order)")
+    parser.add_argument("--notes", help="a markdown file of notes for the training section")
+    args = parser.parse_args()
+
+    src = Path(args.model)
+    dst = ROOT / "src" / "pclup" / "pretrained" / args.name
+    dst.mkdir(parents=True, exist_ok=True)
+    for file in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copyfile(src / file, dst / file)
+    (dst / "README.md").write_text(card(args.name, dst, args))
+    size = sum(p.stat().st_size for p in dst.iterdir())
+    print(f"wrote {dst} ({size / 1e6:.2f} MB)")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
