@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100", "Urban100"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", type=Path, help="write the full results here")
+    parser.add_argument("--bench-json", type=Path, help="also write the raw bench document (pclup bench --json schema)")
     args = parser.parse_args()
 
     groups = parse_groups(args.group)
@@ -104,6 +105,8 @@ def main() -> None:
                 noise = max(sa["spread"], sb["spread"])  # type: ignore[type-var]
                 verdict = "exceeds" if abs(diff) > noise else "does not exceed"
                 print(f"{a} - {b}, {dataset}: {diff:+.3f} dB; {verdict} the seed spread ({noise:.3f} dB)")  # noqa: T201
+    if args.bench_json:
+        args.bench_json.write_text(json.dumps(report.to_json(), indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"scale": args.scale, "groups": {k: [str(r) for r in v] for k, v in groups.items()},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default models and the PCL study, end to end: the exact commands behind src/pclup/pretrained/ and
 # docs/results.md. Run from the repository root in the venv; about 3 hours on 2 CPU cores (two runs at a
-# time, one thread each). Every run logs to runs/<name>.log and its folder; re-running a finished stage
+# time, one thread each). Every run logs to runs/default/<name>.log and its folder; re-running a finished run
 # is skipped.
 #
 #   bash recipes/train_defaults.sh            # everything
@@ -32,6 +32,11 @@ stage1() {  # L1 from scratch: x4 with two seeds (the study's two pretrainings),
     wait
 }
 
+stage1c() {  # x3 after stage 2 on stage 1b (x3-s0-1b-*) was still 0.005 dB under FSRCNN on B100: a second restart
+    run x3-s0-stage1c pclup finetune --config recipes/compact-x3-stage1c-l1.toml -m "$RUNS/x3-s0-stage1b/model" --seed 2
+    wait
+}
+
 study() {  # x4, each seed's pretraining fine-tuned three ways with the same batches and steps
     for s in 0 1; do
         run "x4-s$s-pcl" pclup finetune --config recipes/compact-x4-stage2-pcl.toml -m "$RUNS/x4-s$s-stage1/model" --seed $s
@@ -47,46 +52,61 @@ study() {  # x4, each seed's pretraining fine-tuned three ways with the same bat
     wait
 }
 
-stage2() {  # the x2 and x3 defaults: PCL fine-tuning of their pretraining
+stage2() {  # x2 and x3: the same stage-2 fine-tuning with PCL and with L1 alone (x4's are in the study)
     run x2-s0-pcl pclup finetune --config recipes/compact-x2-stage2-pcl.toml -m "$RUNS/x2-s0-stage1/model" --seed 0
-    run x3-s0-pcl pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m "$RUNS/x3-s0-stage1b/model" --seed 0
+    run x3-s0-1b-pcl pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m "$RUNS/x3-s0-stage1b/model" --seed 0
+    wait
+    run x2-s0-l1 pclup finetune --config recipes/compact-x2-stage2-pcl.toml -m "$RUNS/x2-s0-stage1/model" --seed 0 --loss l1
+    run x3-s0-1b-l1 pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m "$RUNS/x3-s0-stage1b/model" --seed 0 --loss l1
+    wait
+    stage1c
+    run x3-s0-l1 pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m "$RUNS/x3-s0-stage1c/model" --seed 0 --loss l1
     wait
 }
 
 bench() {
     python benchmarks/pcl_study.py --scale 4 --data-dir "$DATA" \
-        --group stage1=$RUNS/x4-s0-stage1,$RUNS/x4-s1-stage1 \
         --group l1=$RUNS/x4-s0-l1,$RUNS/x4-s1-l1 \
         --group pcl=$RUNS/x4-s0-pcl,$RUNS/x4-s1-pcl \
         --group pcl-no-grad=$RUNS/x4-s0-pcl-no-grad,$RUNS/x4-s1-pcl-no-grad \
-        --json $RUNS/study-x4.json | tee $RUNS/study-x4.md
-    for s in 2 3; do
-        pclup bench -m bicubic -m "$RUNS/x$s-s0-pcl/model" --set Set5 --set Set14 --set B100 --set Urban100 -s $s \
-            --data-dir "$DATA" --json "$RUNS/bench-x$s.json" --markdown | tee "$RUNS/bench-x$s.md"
-    done
-    pclup bench -m bicubic -m "$RUNS/x4-s0-pcl/model" --set Set5 --set Set14 --set B100 --set Urban100 -s 4 \
-        --data-dir "$DATA" --json "$RUNS/bench-x4.json" --markdown | tee "$RUNS/bench-x4.md"
+        --json $RUNS/study-x4.json --bench-json $RUNS/bench-x4.json | tee $RUNS/study-x4.md
+    local sets=(--set Set5 --set Set14 --set B100 --set Urban100)
+    pclup bench -m bicubic -m "$RUNS/x2-s0-l1/model" -m "$RUNS/x2-s0-pcl/model" "${sets[@]}" -s 2 \
+        --data-dir "$DATA" --json "$RUNS/bench-x2.json" --markdown | tee "$RUNS/bench-x2.md"
+    pclup bench -m bicubic -m "$RUNS/x3-s0-1b-l1/model" -m "$RUNS/x3-s0-1b-pcl/model" "${sets[@]}" -s 3 \
+        --data-dir "$DATA" --json "$RUNS/bench-x3-1b.json" --markdown | tee "$RUNS/bench-x3-1b.md"
+    pclup bench -m bicubic -m "$RUNS/x3-s0-l1/model" "${sets[@]}" -s 3 \
+        --data-dir "$DATA" --json "$RUNS/bench-x3.json" --markdown | tee "$RUNS/bench-x3.md"
 }
 
+# Which stage-2 weights ship: the study found PCL fine-tuning below L1 fine-tuning (docs/results.md), so the
+# defaults are the L1 fine-tunes, as the issue asks ("ship the better weights, saying which they are").
+
 ship() {  # copy into the package with model cards (scripts/ship_model.py writes the card from the files)
-    local s init
-    for s in 2 3 4; do
-        local steps=(--recipe "recipes/compact-x$s-stage1-l1.toml"
-            --command "pclup train --config recipes/compact-x$s-stage1-l1.toml --seed 0 --out $RUNS/x$s-s0-stage1")
-        init=$RUNS/x$s-s0-stage1
-        if [[ $s == 3 ]]; then
-            steps+=(--recipe recipes/compact-x3-stage1b-l1.toml
-                --command "pclup finetune --config recipes/compact-x3-stage1b-l1.toml -m $RUNS/x3-s0-stage1/model --seed 1 --out $RUNS/x3-s0-stage1b")
-            init=$RUNS/x3-s0-stage1b
-        fi
-        python scripts/ship_model.py "$RUNS/x$s-s0-pcl/model" "default-x$s" \
-            --title "pclup's default x$s model (compact network, L1 pretraining + PCL fine-tuning)" \
-            --bench "$RUNS/bench-x$s.json" --bench-name "$RUNS/x$s-s0-pcl/model" \
-            --bench-command "pclup bench -m bicubic -m $RUNS/x$s-s0-pcl/model --set Set5 --set Set14 --set B100 --set Urban100 -s $s --json $RUNS/bench-x$s.json" \
-            "${steps[@]}" --recipe "recipes/compact-x$s-stage2-pcl.toml" \
-            --command "pclup finetune --config recipes/compact-x$s-stage2-pcl.toml -m $init/model --seed 0 --out $RUNS/x$s-s0-pcl" \
-            --notes recipes/default-notes.md
-    done
+    local sets="--set Set5 --set Set14 --set B100 --set Urban100"
+    local title="compact network, L1 pretraining, stage-2 fine-tune with --loss l1 (better than --loss pcl here)"
+    python scripts/ship_model.py "$RUNS/x2-s0-l1/model" default-x2 --title "$title" --notes recipes/default-notes.md \
+        --bench "$RUNS/bench-x2.json" --bench-name "$RUNS/x2-s0-l1/model" --compare-with "$RUNS/x2-s0-pcl/model" \
+        --bench-command "pclup bench -m bicubic -m $RUNS/x2-s0-l1/model -m $RUNS/x2-s0-pcl/model $sets -s 2" \
+        --recipe recipes/compact-x2-stage1-l1.toml --recipe recipes/compact-x2-stage2-pcl.toml \
+        --command "pclup train --config recipes/compact-x2-stage1-l1.toml --seed 0 --out $RUNS/x2-s0-stage1" \
+        --command "pclup finetune --config recipes/compact-x2-stage2-pcl.toml -m $RUNS/x2-s0-stage1/model --seed 0 --loss l1 --out $RUNS/x2-s0-l1"
+    python scripts/ship_model.py "$RUNS/x3-s0-l1/model" default-x3 --title "$title" --notes recipes/default-notes.md \
+        --bench "$RUNS/bench-x3.json" --bench "$RUNS/bench-x3-1b.json" --bench-name "$RUNS/x3-s0-l1/model" \
+        --compare-with "$RUNS/x3-s0-1b-l1/model" --compare-with "$RUNS/x3-s0-1b-pcl/model" \
+        --bench-command "pclup bench -m bicubic -m $RUNS/x3-s0-l1/model $sets -s 3 (and the same for the x3-s0-1b-* pair)" \
+        --recipe recipes/compact-x3-stage1-l1.toml --recipe recipes/compact-x3-stage1b-l1.toml \
+        --recipe recipes/compact-x3-stage1c-l1.toml --recipe recipes/compact-x3-stage2-pcl.toml \
+        --command "pclup train --config recipes/compact-x3-stage1-l1.toml --seed 0 --out $RUNS/x3-s0-stage1" \
+        --command "pclup finetune --config recipes/compact-x3-stage1b-l1.toml -m $RUNS/x3-s0-stage1/model --seed 1 --out $RUNS/x3-s0-stage1b" \
+        --command "pclup finetune --config recipes/compact-x3-stage1c-l1.toml -m $RUNS/x3-s0-stage1b/model --seed 2 --out $RUNS/x3-s0-stage1c" \
+        --command "pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m $RUNS/x3-s0-stage1c/model --seed 0 --loss l1 --out $RUNS/x3-s0-l1"
+    python scripts/ship_model.py "$RUNS/x4-s0-l1/model" default-x4 --title "$title" --notes recipes/default-notes.md \
+        --bench "$RUNS/bench-x4.json" --bench-name "$RUNS/x4-s0-l1/model" --compare-with "$RUNS/x4-s0-pcl/model" \
+        --bench-command "python benchmarks/pcl_study.py ... --bench-json $RUNS/bench-x4.json (bash recipes/train_defaults.sh bench)" \
+        --recipe recipes/compact-x4-stage1-l1.toml --recipe recipes/compact-x4-stage2-pcl.toml \
+        --command "pclup train --config recipes/compact-x4-stage1-l1.toml --seed 0 --out $RUNS/x4-s0-stage1" \
+        --command "pclup finetune --config recipes/compact-x4-stage2-pcl.toml -m $RUNS/x4-s0-stage1/model --seed 0 --loss l1 --out $RUNS/x4-s0-l1"
 }
 
 phase=${1:-all}

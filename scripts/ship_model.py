@@ -48,13 +48,25 @@ def bench_rows(doc: dict, scale: int) -> dict[tuple[str, str], tuple[float, floa
     }
 
 
+def _label(spec: str) -> str:
+    """A run's name for a column: the folder above ``model/``."""
+    path = Path(spec)
+    return path.parent.name if path.name == "model" else path.name
+
+
+def _cell(row: tuple[float, float] | None) -> str:
+    return f"{row[0]:.2f} / {row[1]:.4f}" if row else "-"
+
+
 def card(name: str, folder: Path, args: argparse.Namespace) -> str:
     loaded = load_model(str(folder))
     scale = loaded.scale
-    doc = json.loads(Path(args.bench).read_text())
-    rows = bench_rows(doc, scale)
+    rows: dict[tuple[str, str], tuple[float, float]] = {}
+    for bench in args.bench:  # several documents: their rows together
+        rows.update(bench_rows(json.loads(Path(bench).read_text()), scale))
     models = sorted({m for m, _ in rows})
     ours = args.bench_name or next(m for m in models if m != "bicubic")
+    others = args.compare_with or [m for m in models if m not in (ours, "bicubic")]  # e.g. the other loss
     lines = [
         f"# {name}: {args.title}",
         "",
@@ -65,18 +77,15 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
         "",
         "## Bench (PSNR / SSIM on Y, border = scale, MATLAB bicubic LR; `pclup bench`)",
         "",
-        "| set | this model | bicubic | FSRCNN (published PSNR) |",
-        "|---|---|---|---|",
+        f"| set | this model ({_label(ours)}) | " + "".join(f"{_label(m)} | " for m in others) + "bicubic | FSRCNN (published PSNR) |",
+        "|---" * (4 + len(others)) + "|",
     ]
     for s in SETS:
         if (ours, s) not in rows:
             continue
-        p, q = rows[(ours, s)]
-        b = rows.get(("bicubic", s))
+        cells = [_cell(rows[(ours, s)])] + [_cell(rows.get((m, s))) for m in others] + [_cell(rows.get(("bicubic", s)))]
         f = FSRCNN.get(scale, {}).get(s)
-        lines.append(
-            f"| {s} | {p:.2f} / {q:.4f} | {f'{b[0]:.2f} / {b[1]:.4f}' if b else '-'} | {f'{f:.2f}' if f else '-'} |"
-        )
+        lines.append(f"| {s} | " + " | ".join(cells) + f" | {f'{f:.2f}' if f else '-'} |")
     lines.append("")
     if args.bench_command:
         lines += [f"Produced by: `{args.bench_command}`", ""]
@@ -96,9 +105,11 @@ def main() -> None:
     parser.add_argument("model", help="trained model folder (config.json + model.safetensors)")
     parser.add_argument("name", help="built-in name, e.g. default-x4")
     parser.add_argument("--title", required=True, help="one line after the name")
-    parser.add_argument("--bench", required=True, help="pclup bench --json document with this model and bicubic")
+    parser.add_argument("--bench", required=True, action="append",
+                        help="pclup bench --json document with this model and bicubic (repeatable)")
     parser.add_argument("--bench-name", help="the model's name in that document (default: the one not bicubic)")
     parser.add_argument("--bench-command", help="the command that produced the bench document")
+    parser.add_argument("--compare-with", action="append", help="other models of the document to show (default: all)")
     parser.add_argument("--recipe", action="append", help="recipe TOML (repeatable, in order)")
     parser.add_argument("--command", action="append", help="training command (repeatable, in order)")
     parser.add_argument("--notes", help="a markdown file of notes for the training section")
