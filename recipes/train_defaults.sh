@@ -82,16 +82,22 @@ bench() {
 # Which stage-2 weights ship: the study found PCL fine-tuning below L1 fine-tuning (docs/results.md), so the
 # defaults are the L1 fine-tunes, as the issue asks ("ship the better weights, saying which they are").
 
+# ship_plain S BENCH_COMMAND: the x2/x4 card (stage 1, then the L1 stage 2; the PCL stage 2 beside it)
+ship_plain() {
+    local s=$1 title="compact network, L1 pretraining, stage-2 fine-tune with --loss l1 (better than --loss pcl here)"
+    python scripts/ship_model.py "$RUNS/x$s-s0-l1/model" "default-x$s" --title "$title" --notes recipes/default-notes.md \
+        --bench "$RUNS/bench-x$s.json" --bench-name "$RUNS/x$s-s0-l1/model" --compare-with "$RUNS/x$s-s0-pcl/model" \
+        --bench-command "$2" \
+        --recipe "recipes/compact-x$s-stage1-l1.toml" --recipe "recipes/compact-x$s-stage2-pcl.toml" \
+        --command "pclup train --config recipes/compact-x$s-stage1-l1.toml --seed 0 --out $RUNS/x$s-s0-stage1" \
+        --command "pclup finetune --config recipes/compact-x$s-stage2-pcl.toml -m $RUNS/x$s-s0-stage1/model --seed 0 --loss l1 --out $RUNS/x$s-s0-l1"
+}
+
 ship() {  # copy into the package with model cards (scripts/ship_model.py writes the card from the files)
     local sets="--set Set5 --set Set14 --set B100 --set Urban100"
-    local title="compact network, L1 pretraining, stage-2 fine-tune with --loss l1 (better than --loss pcl here)"
-    python scripts/ship_model.py "$RUNS/x2-s0-l1/model" default-x2 --title "$title" --notes recipes/default-notes.md \
-        --bench "$RUNS/bench-x2.json" --bench-name "$RUNS/x2-s0-l1/model" --compare-with "$RUNS/x2-s0-pcl/model" \
-        --bench-command "pclup bench -m bicubic -m $RUNS/x2-s0-l1/model -m $RUNS/x2-s0-pcl/model $sets -s 2" \
-        --recipe recipes/compact-x2-stage1-l1.toml --recipe recipes/compact-x2-stage2-pcl.toml \
-        --command "pclup train --config recipes/compact-x2-stage1-l1.toml --seed 0 --out $RUNS/x2-s0-stage1" \
-        --command "pclup finetune --config recipes/compact-x2-stage2-pcl.toml -m $RUNS/x2-s0-stage1/model --seed 0 --loss l1 --out $RUNS/x2-s0-l1"
-    python scripts/ship_model.py "$RUNS/x3-s0-l1/model" default-x3 --title "$title" --notes recipes/default-notes.md \
+    ship_plain 2 "pclup bench -m bicubic -m $RUNS/x2-s0-l1/model -m $RUNS/x2-s0-pcl/model $sets -s 2"
+    python scripts/ship_model.py "$RUNS/x3-s0-l1/model" default-x3 --notes recipes/default-notes.md \
+        --title "compact network, L1 pretraining, stage-2 fine-tune with --loss l1 (better than --loss pcl here)" \
         --bench "$RUNS/bench-x3.json" --bench "$RUNS/bench-x3-1b.json" --bench-name "$RUNS/x3-s0-l1/model" \
         --compare-with "$RUNS/x3-s0-1b-l1/model" --compare-with "$RUNS/x3-s0-1b-pcl/model" \
         --bench-command "pclup bench -m bicubic -m $RUNS/x3-s0-l1/model $sets -s 3 (and the same for the x3-s0-1b-* pair)" \
@@ -101,12 +107,7 @@ ship() {  # copy into the package with model cards (scripts/ship_model.py writes
         --command "pclup finetune --config recipes/compact-x3-stage1b-l1.toml -m $RUNS/x3-s0-stage1/model --seed 1 --out $RUNS/x3-s0-stage1b" \
         --command "pclup finetune --config recipes/compact-x3-stage1c-l1.toml -m $RUNS/x3-s0-stage1b/model --seed 2 --out $RUNS/x3-s0-stage1c" \
         --command "pclup finetune --config recipes/compact-x3-stage2-pcl.toml -m $RUNS/x3-s0-stage1c/model --seed 0 --loss l1 --out $RUNS/x3-s0-l1"
-    python scripts/ship_model.py "$RUNS/x4-s0-l1/model" default-x4 --title "$title" --notes recipes/default-notes.md \
-        --bench "$RUNS/bench-x4.json" --bench-name "$RUNS/x4-s0-l1/model" --compare-with "$RUNS/x4-s0-pcl/model" \
-        --bench-command "python benchmarks/pcl_study.py ... --bench-json $RUNS/bench-x4.json (bash recipes/train_defaults.sh bench)" \
-        --recipe recipes/compact-x4-stage1-l1.toml --recipe recipes/compact-x4-stage2-pcl.toml \
-        --command "pclup train --config recipes/compact-x4-stage1-l1.toml --seed 0 --out $RUNS/x4-s0-stage1" \
-        --command "pclup finetune --config recipes/compact-x4-stage2-pcl.toml -m $RUNS/x4-s0-stage1/model --seed 0 --loss l1 --out $RUNS/x4-s0-l1"
+    ship_plain 4 "python benchmarks/pcl_study.py ... --bench-json $RUNS/bench-x4.json (bash recipes/train_defaults.sh bench)"
 }
 
 phase=${1:-all}
