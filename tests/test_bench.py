@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import data_dir
 from pclup.models import create_model
 from pclup.weights import save_pretrained
 
@@ -20,10 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data_dir() -> Path:
-    for candidate in (os.environ.get("PCLUP_DATA"), ROOT.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "Set5").is_dir():
-            return Path(candidate)
-    pytest.skip("the test sets are not here (set PCLUP_DATA)")
+    return data_dir("Set5")
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:

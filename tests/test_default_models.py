@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import data_dir
 from pclup.bench import benchmark
 from pclup.errors import ModelFileError
 from pclup.loading import _load_pretrained, load_model
@@ -29,10 +30,7 @@ FSRCNN = {
 
 
 def _data_dir() -> Path:
-    for candidate in (os.environ.get("PCLUP_DATA"), ROOT.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "Set14").is_dir():
-            return Path(candidate)
-    pytest.skip("the test sets are not here (set PCLUP_DATA)")
+    return data_dir("Set14")
 
 
 @pytest.mark.parametrize(
