@@ -32,6 +32,17 @@ FSRCNN = {
     3: {"Set5": 33.16, "Set14": 29.43, "B100": 28.60, "Urban100": 26.48},
     4: {"Set5": 30.72, "Set14": 27.61, "B100": 26.98, "Urban100": 24.62},
 }
+# Published rows to print beside ours: (column title, {scale: {set: (psnr, ssim or None)}}).
+PUBLISHED = {
+    "fsrcnn": [("FSRCNN (published PSNR)", {s: {k: (v, None) for k, v in row.items()} for s, row in FSRCNN.items()})],
+    # The PCL paper's main table, x4 (Wu, Jiang, Liu, TNNLS 2023; ../shared/docs/PCL-METHOD.md section 6.1).
+    "edsr-s": [
+        ("paper EDSR-S", {4: {"Set5": (32.09, 0.8938), "Set14": (28.58, 0.7813), "B100": (27.57, 0.7357),
+                              "Urban100": (26.04, 0.7849)}}),
+        ("paper EDSR-S + PCL", {4: {"Set5": (32.17, 0.8948), "Set14": (28.61, 0.7825), "B100": (27.58, 0.7365),
+                                    "Urban100": (26.07, 0.7863)}}),
+    ],
+}
 DATA_TERMS = (
     "Trained on T91, BSD200 (BSDS300 train split) and General100 from `../shared/data/train`. The BSDS "
     "images are for non-commercial research and educational use (UC Berkeley); the other sets state no "
@@ -54,8 +65,26 @@ def _label(spec: str) -> str:
     return path.parent.name if path.name == "model" else path.name
 
 
-def _cell(row: tuple[float, float] | None) -> str:
-    return f"{row[0]:.2f} / {row[1]:.4f}" if row else "-"
+def _cell(row: tuple[float, float | None] | None) -> str:
+    if not row:
+        return "-"
+    return f"{row[0]:.2f} / {row[1]:.4f}" if row[1] is not None else f"{row[0]:.2f}"
+
+
+def wall_time(run: Path) -> tuple[int, float | None]:
+    """A run's last step and wall seconds from its log.jsonl (None when it logged no time). Runs logged
+    before pclup counted time across ``--resume`` restart the clock at each session: segments are added."""
+    steps, total, segment, timed = 0, 0.0, 0.0, False
+    for line in (run / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        steps = max(steps, int(entry.get("step", 0)))
+        if entry.get("elapsed") is None:
+            continue
+        timed = True
+        if entry["elapsed"] < segment:  # the clock restarted: a resumed session
+            total += segment
+        segment = entry["elapsed"]
+    return steps, (total + segment) if timed else None
 
 
 def card(name: str, folder: Path, args: argparse.Namespace) -> str:
@@ -67,6 +96,8 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
     models = sorted({m for m, _ in rows})
     ours = args.bench_name or next(m for m in models if m != "bicubic")
     others = args.compare_with or [m for m in models if m not in (ours, "bicubic")]  # e.g. the other loss
+    published = [(title, table.get(scale, {})) for title, table in PUBLISHED[args.published]]
+    published = [(title, row) for title, row in published if row]
     lines = [
         f"# {name}: {args.title}",
         "",
@@ -77,15 +108,16 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
         "",
         "## Bench (PSNR / SSIM on Y, border = scale, MATLAB bicubic LR; `pclup bench`)",
         "",
-        f"| set | this model ({_label(ours)}) | " + "".join(f"{_label(m)} | " for m in others) + "bicubic | FSRCNN (published PSNR) |",
-        "|---" * (4 + len(others)) + "|",
+        f"| set | this model ({_label(ours)}) | " + "".join(f"{_label(m)} | " for m in others) + "bicubic | "
+        + "".join(f"{title} | " for title, _ in published),
+        "|---" * (3 + len(others) + len(published)) + "|",
     ]
     for s in SETS:
         if (ours, s) not in rows:
             continue
         cells = [_cell(rows[(ours, s)])] + [_cell(rows.get((m, s))) for m in others] + [_cell(rows.get(("bicubic", s)))]
-        f = FSRCNN.get(scale, {}).get(s)
-        lines.append(f"| {s} | " + " | ".join(cells) + f" | {f'{f:.2f}' if f else '-'} |")
+        cells += [_cell(row.get(s)) for _, row in published]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("")
     if args.bench_command:
         lines += [f"Produced by: `{args.bench_command}`", ""]
@@ -94,6 +126,13 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
         lines += [Path(args.notes).read_text().strip(), ""]
     for command in args.command or []:
         lines += ["```bash", command, "```", ""]
+    if args.run:
+        lines += ["| run | steps | wall time |", "|---|---|---|"]
+        for run in args.run:
+            steps, seconds = wall_time(Path(run))
+            lines.append(f"| {Path(run).name} | {steps} | {f'{seconds / 3600:.2f} h' if seconds else 'not logged'} |")
+        lines += ["", f"Wall time from each run's log.jsonl; machine: {args.machine}." if args.machine
+                  else "Wall time from each run's log.jsonl.", ""]
     for recipe in args.recipe or []:
         lines += [f"`{recipe}`:", "", "```toml", Path(ROOT / recipe).read_text().strip(), "```", ""]
     lines += ["## Data and terms", "", DATA_TERMS, ""]
@@ -113,6 +152,10 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", help="recipe TOML (repeatable, in order)")
     parser.add_argument("--command", action="append", help="training command (repeatable, in order)")
     parser.add_argument("--notes", help="a markdown file of notes for the training section")
+    parser.add_argument("--run", action="append", help="run folder: its log.jsonl gives steps and wall time")
+    parser.add_argument("--machine", help="where the runs ran, for the wall-time table")
+    parser.add_argument("--published", choices=sorted(PUBLISHED), default="fsrcnn",
+                        help="published figures to print beside ours (default: FSRCNN)")
     args = parser.parse_args()
 
     src = Path(args.model)

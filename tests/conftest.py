@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # huggingface_hub reads these when it is imported: set them before any test imports it.
 _HF_HOME = Path(tempfile.mkdtemp(prefix="pclup-test-hf-"))
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)  # one per run: leave none behind
 os.environ["HF_HOME"] = str(_HF_HOME)
 os.environ["HF_HUB_CACHE"] = str(_HF_HOME / "hub")
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -86,9 +86,14 @@ def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         train(cfg, on_step=stop_at_3)
-    assert load_checkpoint(tmp_path / "b").state["step"] == 3
+    interrupted = load_checkpoint(tmp_path / "b").state
+    assert interrupted["step"] == 3 and interrupted["elapsed"] > 0
     train(cfg, resume=tmp_path / "b", on_step=lambda i: resumed.append(i.losses))
     assert resumed == straight
+    # the wall clock counts on across the interruption: the run's total time, not the last session's
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [1, 2, 3, 4, 5, 6]
+    assert log[3]["elapsed"] >= interrupted["elapsed"] - 0.05
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

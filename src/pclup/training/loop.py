@@ -155,7 +155,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
     g_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr or cfg.lr, betas=(0.9, 0.999)) if disc else None
 
-    start = 0
+    start, elapsed_before = 0, 0.0
     if resume:
         ckpt = load_checkpoint(resume)
         saved_cfg = ckpt.state.get("config_toml", "")
@@ -180,6 +180,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             raise IncompatibleCheckpointError(f"--resume {resume}: optimiser state does not fit this run ({e})") from None
         torch.set_rng_state(ckpt.state["torch_rng"])
         start = int(ckpt.state["step"])
+        elapsed_before = float(ckpt.state.get("elapsed", 0.0))  # wall time of the run's earlier sessions
         del saved_cfg
 
     data = TrainImages.scan([Path(d) for d in cfg.data], cfg.scale, min_hr_size=cfg.patch_size * cfg.scale)
@@ -213,6 +214,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             "torch_rng": torch.get_rng_state(),
             "config_toml": to_toml(cfg),
             "pclup_version": __version__,
+            "elapsed": elapsed_before + time.perf_counter() - began,
         }
 
     def checkpoint(step: int) -> None:
@@ -294,7 +296,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
                 info.validation = _validate(ema or model, val_pairs, cfg.scale, device, dtype)
             if log is not None and (step % cfg.log_every == 0 or info.validation or step == cfg.steps):
                 log.write(json.dumps({"step": step, "lr": rate, **losses, "seconds": round(info.seconds, 4),
-                                      "elapsed": round(time.perf_counter() - began, 1),
+                                      "elapsed": round(elapsed_before + time.perf_counter() - began, 1),
                                       **({"val_" + k: v for k, v in info.validation.items()} if info.validation else {})}) + "\n")
                 log.flush()
             if on_step:

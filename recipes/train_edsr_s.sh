@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The built-in EDSR-S x4 PCL model (`edsr-s-pcl-x4`), end to end: the exact commands behind
+# src/pclup/pretrained/edsr-s-pcl-x4/ and the EDSR-S section of docs/results.md. Run from the repository
+# root in the venv. One run at a time on both cores; on a 2-core CPU stage 1 takes about 3.5 hours, each
+# stage 2 about 35-60 minutes. Each phase can be stopped and continued: an unfinished run resumes from its
+# last checkpoint (every 200 steps in stage 1, every 100 in stage 2); a finished run is skipped.
+#
+#   bash recipes/train_edsr_s.sh            # everything
+#   bash recipes/train_edsr_s.sh stage1     # one phase: stage1 | stage2 | bench | ship
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${PCLUP_DATA:-../shared/data}
+RUNS=runs/edsr-s
+mkdir -p "$RUNS"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+# run NAME CMD...: log to runs/edsr-s/NAME.log; skip a finished run, resume an interrupted one
+run() {
+    local name=$1; shift
+    if [[ -f "$RUNS/$name/model/model.safetensors" ]]; then echo "skip $name (done)"; return; fi
+    if [[ -f "$RUNS/$name/checkpoint/trainer_state.pt" ]]; then
+        echo "resume $name"
+        pclup train --resume "$RUNS/$name" >>"$RUNS/$name.log" 2>&1
+    else
+        echo "start $name"
+        "$@" --out "$RUNS/$name" >"$RUNS/$name.log" 2>&1
+    fi
+}
+
+stage1() {  # EDSR-S x4 from scratch with L1 (no official pretrained weights are reachable offline)
+    run x4-stage1 pclup train --config recipes/edsr-s-x4-stage1-l1.toml --seed 0
+}
+
+stage2() {  # the paper's protocol: fine-tune the pretrained network with PCL; L1 alone on the same batches
+    run x4-pcl pclup finetune --config recipes/edsr-s-x4-stage2-pcl.toml -m "$RUNS/x4-stage1/model" --seed 0
+    run x4-l1 pclup finetune --config recipes/edsr-s-x4-stage2-pcl.toml -m "$RUNS/x4-stage1/model" --seed 0 --loss l1
+}
+
+SETS=(--set Set5 --set Set14 --set B100 --set Urban100)
+bench() {  # against the shipped default-x4 and bicubic; the paper's EDSR-S rows are in the model card
+    pclup bench -m bicubic -m default-x4 -m "$RUNS/x4-stage1/model" -m "$RUNS/x4-l1/model" -m "$RUNS/x4-pcl/model" \
+        "${SETS[@]}" -s 4 --data-dir "$DATA" --json "$RUNS/bench-x4.json" --markdown | tee "$RUNS/bench-x4.md"
+}
+
+ship() {  # copy into the package with its model card (scripts/ship_model.py writes it from the files)
+    python scripts/ship_model.py "$RUNS/x4-pcl/model" edsr-s-pcl-x4 --published edsr-s \
+        --title "EDSR-S (16 ResBlocks x 64), L1 pretraining, stage-2 fine-tune with --loss pcl" \
+        --notes recipes/edsr-s-notes.md --bench "$RUNS/bench-x4.json" --bench-name "$RUNS/x4-pcl/model" \
+        --compare-with "$RUNS/x4-l1/model" --compare-with "$RUNS/x4-stage1/model" --compare-with default-x4 \
+        --bench-command "pclup bench -m bicubic -m default-x4 -m $RUNS/x4-stage1/model -m $RUNS/x4-l1/model -m $RUNS/x4-pcl/model ${SETS[*]} -s 4" \
+        --run "$RUNS/x4-stage1" --run "$RUNS/x4-pcl" --run "$RUNS/x4-l1" --machine "${MACHINE:-2 CPU cores}" \
+        --recipe recipes/edsr-s-x4-stage1-l1.toml --recipe recipes/edsr-s-x4-stage2-pcl.toml \
+        --command "pclup train --config recipes/edsr-s-x4-stage1-l1.toml --seed 0 --out $RUNS/x4-stage1" \
+        --command "pclup finetune --config recipes/edsr-s-x4-stage2-pcl.toml -m $RUNS/x4-stage1/model --seed 0 --out $RUNS/x4-pcl"
+}
+
+phase=${1:-all}
+case $phase in
+    stage1) stage1 ;; stage2) stage2 ;; bench) bench ;; ship) ship ;;
+    all) stage1; stage2; bench; ship ;;
+    *) echo "unknown phase '$phase' (stage1, stage2, bench, ship, all)" >&2; exit 2 ;;
+esac
