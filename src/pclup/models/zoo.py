@@ -97,7 +97,8 @@ def _super_image(name: str, variant: str, repo: str, description: str) -> list[P
 
 PRETRAINED: tuple[Pretrained, ...] = (
     *(
-        _packaged(f"default-x{s}", "compact", s, f"pclup's default: compact network, x{s}, trained here with PCL")
+        _packaged(f"default-x{s}", "compact", s,
+                  f"pclup's default: compact network, x{s}, trained here (L1 fine-tune: it beat PCL; see its card)")
         for s in (2, 3, 4)
     ),
     *_super_image("edsr-s", "edsr-s", "eugenesiow/edsr-base", "EDSR baseline trained on DIV2K by super-image"),
