@@ -64,7 +64,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16 where native; fp16 only on GPUs)
+    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 where native, else fp32; fp16 needs loss scaling: refused)
     channels_last: bool = True
     out: str = "runs/train"
     log_every: int = 50

@@ -3,10 +3,14 @@
 Devices are tried in the order CUDA, Apple MPS, CPU. Precision ``auto`` picks, per device and
 architecture:
 
-* bfloat16 where the device computes it natively (CUDA with bf16; CPUs with AMX or AVX512-BF16) and the
-  architecture is marked ``supports_bf16``;
-* float16 on GPUs (CUDA, MPS) for architectures marked ``supports_fp16``, where bf16 is not available;
-* float32 everywhere else (in particular on CPUs without native bf16, where emulated bf16 is slower).
+* for upscaling, the fastest precision whose output stays within 0.5/255 of float32 on real images:
+  float16 on GPUs (CUDA, MPS) for architectures marked ``supports_fp16`` (measured at most 0.36/255 from
+  float32), float32 everywhere else. Never bfloat16: its 8-bit significand moved trained models' outputs
+  by up to 1.9/255 (compact) and 2.2/255 (EDSR-S) (``benchmarks/precision_accuracy.py``,
+  docs/performance.md), though PSNR did not move; ``--precision bf16`` still runs it on request.
+* for training, bfloat16 autocast where the device computes it natively (CUDA with bf16; CPUs with AMX or
+  AVX512-BF16) and the architecture is marked ``supports_bf16``, float32 otherwise. float16 training
+  would need loss scaling, which the trainer does not do, so it is refused.
 """
 
 from __future__ import annotations
@@ -69,16 +73,19 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def pick_precision(precision: str, device: torch.device, arch: ArchSpec) -> torch.dtype:
-    """The compute dtype for ``precision`` (one of :data:`PRECISIONS`) on ``device`` for ``arch``."""
+def pick_precision(precision: str, device: torch.device, arch: ArchSpec, *, training: bool = False) -> torch.dtype:
+    """The compute dtype for ``precision`` (one of :data:`PRECISIONS`) on ``device`` for ``arch``; the rules
+    of ``auto`` differ between upscaling and ``training`` (see the module's docstring)."""
     if precision not in PRECISIONS:
         raise UsageError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if arch.supports_bf16 and native_bf16(device):
-            return torch.bfloat16
+        if training:
+            return torch.bfloat16 if arch.supports_bf16 and native_bf16(device) else torch.float32
         if arch.supports_fp16 and device.type in ("cuda", "mps"):
             return torch.float16
         return torch.float32
+    if precision == "fp16" and training:
+        raise UsageError("--precision fp16 is not supported for training (it needs loss scaling); use bf16 or fp32")
     if precision == "fp16" and device.type == "cpu":
         raise UsageError("--precision fp16 needs a GPU (CPUs compute float16 slowly or not at all); use bf16 or fp32")
     if precision == "fp16" and not arch.supports_fp16:

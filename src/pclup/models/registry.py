@@ -48,7 +48,9 @@ class ArchSpec:
         infer_config: Hyper-parameters read from a third-party state dict's key names and tensor shapes.
         convert: Maps a third-party state dict onto this network's own keys (identity when they agree).
         supports_fp16: The network is known to stay finite and accurate in float16.
-        supports_bf16: The network runs in bfloat16 autocast.
+        supports_bf16: The network trains in bfloat16 autocast (``--precision auto`` uses it for training
+            where the device computes bf16 natively; upscaling never picks bf16 on its own: see
+            :mod:`pclup.inference.device`).
         size_multiple: Input height and width the network needs a multiple of (it pads internally if 1).
     """
 

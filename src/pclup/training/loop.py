@@ -135,9 +135,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
 
     model, source = build_model(cfg)
     spec = arch_of(model)
-    dtype = pick_precision(cfg.precision, device, spec)
-    if dtype == torch.float16 and device.type == "cpu":
-        dtype = torch.float32
+    dtype = pick_precision(cfg.precision, device, spec, training=True)
     use_pcl = cfg.loss == "pcl"
     with torch.random.fork_rng(devices=[]):  # the discriminator's init must not shift the SR run's RNG
         torch.manual_seed(cfg.seed + 1)
