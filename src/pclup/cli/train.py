@@ -28,7 +28,8 @@ Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (defau
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue a run from its folder or checkpoint.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed (default 0).")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")]
-Precision = Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16, fp16.")]
+Precision = Annotated[str | None, typer.Option(
+    "--precision", help="auto (bf16 where the device computes it natively, else fp32), fp32 or bf16.")]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML file of settings; flags override it.")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Data-loader processes.")]
 Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off; default 0.999).")]
