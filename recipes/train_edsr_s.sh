@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The built-in EDSR-S x4 PCL model (`edsr-s-pcl-x4`), end to end: the exact commands behind
 # src/pclup/pretrained/edsr-s-pcl-x4/ and the EDSR-S section of docs/results.md. Run from the repository
-# root in the venv. One run at a time on both cores; on a 2-core CPU stage 1 takes about 3.5 hours, stage 1b
-# about 2 hours, each stage 2 about 35-60 minutes. Each phase can be stopped and continued: an unfinished run resumes from its
-# last checkpoint (every 200 steps in stages 1 and 1b, every 100 in stage 2); a finished run is skipped.
+# root in the venv. One run at a time on both cores; on a 2-core CPU stage 1 takes about 3.8 hours,
+# stage 1b about 2 hours, each stage 2 about 25-35 minutes. Each phase can be stopped and continued: an
+# unfinished run resumes from its last checkpoint (every 200 steps in stages 1 and 1b, every 100 in
+# stage 2); a finished run is skipped.
 #
 #   bash recipes/train_edsr_s.sh            # everything
 #   bash recipes/train_edsr_s.sh stage1     # one phase: stage1 | stage1b | stage2 | stage2-l1 | bench | ship
@@ -35,7 +36,8 @@ stage1b() {  # a warm restart: stage 1 ended still improving and short of the de
     run x4-stage1b pclup finetune --config recipes/edsr-s-x4-stage1b-l1.toml -m "$RUNS/x4-stage1/model" --seed 1
 }
 
-# seed 2 in stage 2: batches are a function of (seed, step); seeds 0 and 1 would replay earlier stages' first batches
+# seed 2 in stage 2: batches are a function of (seed, step); seeds 0 and 1 would replay the first batches
+# of stages 1 and 1b
 stage2() {  # the paper's protocol: fine-tune the pretrained network with PCL
     run x4-pcl pclup finetune --config recipes/edsr-s-x4-stage2-pcl.toml -m "$RUNS/x4-stage1b/model" --seed 2
 }
