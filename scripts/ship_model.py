@@ -72,18 +72,32 @@ def _cell(row: tuple[float, float | None] | None) -> str:
 
 
 def wall_time(run: Path) -> tuple[int, float | None]:
-    """A run's last step and wall seconds from its log.jsonl (None when it logged no time). Runs logged
-    before pclup counted time across ``--resume`` restart the clock at each session: segments are added."""
+    """A run's last step and wall seconds from its log.jsonl (None when it logged no time).
+
+    Since ``elapsed`` is kept in the checkpoint, a resumed run counts on from the checkpoint's time; steps
+    logged after that checkpoint by the interrupted session are logged again, with a slightly smaller
+    ``elapsed``, and are not counted twice. Runs logged before that restarted the clock at each session:
+    there the segments are added.
+    """
     steps, total, segment, timed = 0, 0.0, 0.0, False
+    history: list[tuple[int, float]] = []  # (step, elapsed) since the clock last started
     for line in (run / "log.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        steps = max(steps, int(entry.get("step", 0)))
+        step = int(entry.get("step", 0))
+        steps = max(steps, step)
         if entry.get("elapsed") is None:
             continue
         timed = True
-        if entry["elapsed"] < segment:  # the clock restarted: a resumed session
-            total += segment
-        segment = entry["elapsed"]
+        elapsed = float(entry["elapsed"])
+        if elapsed < segment:  # a resumed session: the clock went on from a checkpoint, or restarted
+            before = [e for s, e in history if s < step]
+            if not before or elapsed < before[-1]:  # restarted: add the finished segment
+                total += segment
+                history = []
+            else:  # went on from the checkpoint: forget the replayed steps
+                history = [(s, e) for s, e in history if s < step]
+        segment = elapsed
+        history.append((step, elapsed))
     return steps, (total + segment) if timed else None
 
 

@@ -105,6 +105,17 @@ def test_defaults_match_fsrcnn_on_set5_and_set14(scale: int) -> None:
         assert r.psnr >= FSRCNN[scale][r.dataset], (r.dataset, r.psnr)
 
 
+def test_the_edsr_s_pcl_built_in_loads_and_beats_the_default_x4_on_set5_and_set14() -> None:
+    """Acceptance (in part; B100 and Urban100 take minutes on a CPU and are in docs/results.md)."""
+    loaded = load_model("edsr-s-pcl-x4")
+    assert loaded.arch.name == "edsr" and loaded.scale == 4
+    assert loaded.source == f"pclup:{PACKAGE_DIR}/edsr-s-pcl-x4"
+    report = benchmark(["edsr-s-pcl-x4", "default-x4"], ["Set5", "Set14"], [4], data_dir=_data_dir())
+    psnr = {(r.model, r.dataset): r.psnr for r in report.results}
+    for s in ("Set5", "Set14"):
+        assert psnr[("edsr-s-pcl-x4", s)] > psnr[("default-x4", s)], (s, psnr)
+
+
 def test_the_wheel_carries_the_packaged_models(tmp_path: Path) -> None:
     """A non-editable install (pip install pclup, pipx) gets the weights: they are package data."""
     pytest.importorskip("setuptools")
