@@ -7,7 +7,7 @@
 # stage 2); a finished run is skipped.
 #
 #   bash recipes/train_edsr_s.sh            # everything
-#   bash recipes/train_edsr_s.sh stage1     # one phase: stage1 | stage1b | stage2 | stage2-l1 | bench | ship
+#   bash recipes/train_edsr_s.sh stage1     # one phase: stage1 | stage1b | stage2 | stage2-l1 | bench | bench-l1 | ship
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${PCLUP_DATA:-../shared/data}
@@ -46,10 +46,10 @@ stage2_l1() {  # the comparison: the same fine-tuning with L1 alone, on the same
     run x4-l1 pclup finetune --config recipes/edsr-s-x4-stage2-pcl.toml -m "$RUNS/x4-stage1b/model" --seed 2 --loss l1
 }
 
-# the models to bench and compare: the L1 comparison only once it has run
+# the models to bench and compare: the L1 comparison only once it has run (and not benched on its own)
 models() {
     local m=(-m "$RUNS/x4-stage1b/model")
-    [[ -f "$RUNS/x4-l1/model/model.safetensors" ]] && m+=(-m "$RUNS/x4-l1/model")
+    [[ -f "$RUNS/x4-l1/model/model.safetensors" && ! -f "$RUNS/bench-x4-l1.json" ]] && m+=(-m "$RUNS/x4-l1/model")
     m+=(-m "$RUNS/x4-pcl/model")
     echo "${m[@]}"
 }
@@ -61,16 +61,27 @@ bench() {  # against the shipped default-x4 and bicubic; the paper's EDSR-S rows
         "${SETS[@]}" -s 4 --data-dir "$DATA" --json "$RUNS/bench-x4.json" --markdown | tee "$RUNS/bench-x4.md"
 }
 
+bench_l1() {  # the L1 comparison alone, when stage2-l1 ran after the bench (ship reads both documents)
+    pclup bench -m "$RUNS/x4-l1/model" "${SETS[@]}" -s 4 --data-dir "$DATA" --json "$RUNS/bench-x4-l1.json" \
+        --markdown | tee "$RUNS/bench-x4-l1.md"
+}
+
 ship() {  # copy into the package with its model card (scripts/ship_model.py writes it from the files)
     local cmp=(--compare-with "$RUNS/x4-stage1b/model" --compare-with default-x4)
     local runs=(--run "$RUNS/x4-stage1" --run "$RUNS/x4-stage1b" --run "$RUNS/x4-pcl")
     if [[ -f "$RUNS/x4-l1/model/model.safetensors" ]]; then
         cmp=(--compare-with "$RUNS/x4-l1/model" "${cmp[@]}"); runs+=(--run "$RUNS/x4-l1")
     fi
+    local bench=(--bench "$RUNS/bench-x4.json")
+    local bench_cmd="pclup bench -m bicubic -m default-x4 $(models) ${SETS[*]} -s 4"
+    if [[ -f "$RUNS/bench-x4-l1.json" ]]; then
+        bench+=(--bench "$RUNS/bench-x4-l1.json")
+        bench_cmd+="; pclup bench -m $RUNS/x4-l1/model ${SETS[*]} -s 4"
+    fi
     python scripts/ship_model.py "$RUNS/x4-pcl/model" edsr-s-pcl-x4 --published edsr-s \
         --title "EDSR-S (16 ResBlocks x 64), L1 pretraining, stage-2 fine-tune with --loss pcl" \
-        --notes recipes/edsr-s-notes.md --bench "$RUNS/bench-x4.json" --bench-name "$RUNS/x4-pcl/model" \
-        "${cmp[@]}" --bench-command "pclup bench -m bicubic -m default-x4 $(models) ${SETS[*]} -s 4" \
+        --notes recipes/edsr-s-notes.md "${bench[@]}" --bench-name "$RUNS/x4-pcl/model" \
+        "${cmp[@]}" --bench-command "$bench_cmd" \
         "${runs[@]}" --machine "${MACHINE:-2 CPU cores}" \
         --recipe recipes/edsr-s-x4-stage1-l1.toml --recipe recipes/edsr-s-x4-stage1b-l1.toml \
         --recipe recipes/edsr-s-x4-stage2-pcl.toml \
@@ -81,7 +92,8 @@ ship() {  # copy into the package with its model card (scripts/ship_model.py wri
 
 phase=${1:-all}
 case $phase in
-    stage1) stage1 ;; stage1b) stage1b ;; stage2) stage2 ;; stage2-l1) stage2_l1 ;; bench) bench ;; ship) ship ;;
+    stage1) stage1 ;; stage1b) stage1b ;; stage2) stage2 ;; stage2-l1) stage2_l1 ;; bench) bench ;; bench-l1) bench_l1 ;;
+    ship) ship ;;
     all) stage1; stage1b; stage2; stage2_l1; bench; ship ;;
-    *) echo "unknown phase '$phase' (stage1, stage1b, stage2, stage2-l1, bench, ship, all)" >&2; exit 2 ;;
+    *) echo "unknown phase '$phase' (stage1, stage1b, stage2, stage2-l1, bench, bench-l1, ship, all)" >&2; exit 2 ;;
 esac
