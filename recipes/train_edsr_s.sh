@@ -55,15 +55,19 @@ models() {
 }
 
 SETS=(--set Set5 --set Set14 --set B100 --set Urban100)
+# the arguments of each bench, written once: the bench phases run them, the model card quotes them
+bench_args() { echo "-m bicubic -m default-x4 $(models) ${SETS[*]} -s 4"; }
+bench_l1_args() { echo "-m $RUNS/x4-l1/model ${SETS[*]} -s 4"; }
+
+# shellcheck disable=SC2046  # the argument lists above split on spaces; no path here has one
 bench() {  # against the shipped default-x4 and bicubic; the paper's EDSR-S rows are in the model card
-    # shellcheck disable=SC2046
-    pclup bench -m bicubic -m default-x4 $(models) \
-        "${SETS[@]}" -s 4 --data-dir "$DATA" --json "$RUNS/bench-x4.json" --markdown | tee "$RUNS/bench-x4.md"
+    pclup bench $(bench_args) --data-dir "$DATA" --json "$RUNS/bench-x4.json" --markdown | tee "$RUNS/bench-x4.md"
 }
 
+# shellcheck disable=SC2046
 bench_l1() {  # the L1 comparison alone, when stage2-l1 ran after the bench (ship reads both documents)
-    pclup bench -m "$RUNS/x4-l1/model" "${SETS[@]}" -s 4 --data-dir "$DATA" --json "$RUNS/bench-x4-l1.json" \
-        --markdown | tee "$RUNS/bench-x4-l1.md"
+    pclup bench $(bench_l1_args) --data-dir "$DATA" --json "$RUNS/bench-x4-l1.json" --markdown \
+        | tee "$RUNS/bench-x4-l1.md"
 }
 
 ship() {  # copy into the package with its model card (scripts/ship_model.py writes it from the files)
@@ -73,10 +77,10 @@ ship() {  # copy into the package with its model card (scripts/ship_model.py wri
         cmp=(--compare-with "$RUNS/x4-l1/model" "${cmp[@]}"); runs+=(--run "$RUNS/x4-l1")
     fi
     local bench=(--bench "$RUNS/bench-x4.json")
-    local bench_cmd="pclup bench -m bicubic -m default-x4 $(models) ${SETS[*]} -s 4"
+    local bench_cmd="pclup bench $(bench_args)"
     if [[ -f "$RUNS/bench-x4-l1.json" ]]; then
         bench+=(--bench "$RUNS/bench-x4-l1.json")
-        bench_cmd+="; pclup bench -m $RUNS/x4-l1/model ${SETS[*]} -s 4"
+        bench_cmd+="; pclup bench $(bench_l1_args)"
     fi
     python scripts/ship_model.py "$RUNS/x4-pcl/model" edsr-s-pcl-x4 --published edsr-s \
         --title "EDSR-S (16 ResBlocks x 64), L1 pretraining, stage-2 fine-tune with --loss pcl" \
