@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
+from ._help import HelpCommand
 from .bench import bench
 from .info import convert, info
 from .models import models
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # help text is printed as written (brackets and all)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -42,13 +44,13 @@ def _root(
     """Upscale images with super-resolution networks, benchmark them, and train them with PCL."""
 
 
-app.command("upscale")(upscale)
-app.command("bench")(bench)
-app.command("train")(train_command)
-app.command("finetune")(finetune_command)
-app.command("models")(models)
-app.command("info")(info)
-app.command("convert")(convert)
+app.command("upscale", cls=HelpCommand)(upscale)
+app.command("bench", cls=HelpCommand)(bench)
+app.command("train", cls=HelpCommand)(train_command)
+app.command("finetune", cls=HelpCommand)(finetune_command)
+app.command("models", cls=HelpCommand)(models)
+app.command("info", cls=HelpCommand)(info)
+app.command("convert", cls=HelpCommand)(convert)
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ prints a traceback. Programming errors are not caught here: they should be seen 
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,17 +23,29 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl+C would be, so that every clean-up written for Ctrl+C runs for it too."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def handle_errors(func: F) -> F:
-    """Decorate a command so that pclup errors, Ctrl+C and out-of-memory end it with one line."""
+    """Decorate a command so that pclup errors, Ctrl+C, SIGTERM and out-of-memory end it with one line."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pclup.errors import PclupError
 
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return func(*args, **kwargs)
         except PclupError as e:
             raise fail(str(e), e.exit_code) from None
+        except Terminated:
+            raise fail("terminated", 128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except MemoryError:
