@@ -2,18 +2,23 @@
 
 A named set is looked up, in order, in ``--data-dir``, in ``$PCLUP_DATA``, in ``../shared/data`` beside
 the working directory, and finally on the Hugging Face Hub: the dataset repos ``eugenesiow/<Set>`` hold
-``data/<Set>_HR.tar.gz``, which is downloaded into the Hub cache and extracted once next to it. Extraction
-refuses any member that would land outside its folder (tarfile's ``data`` filter, plus our own check).
+``data/<Set>_HR.tar.gz``, which is downloaded into the Hub cache and extracted once next to it. A test set
+is plain image files, so extraction writes regular files only, by pclup's own code: an archive holding a
+link, a device, a pipe, or a name that leaves its folder is refused whole (see :func:`extract_tarball`).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import HubError, PclupError, UsageError
 
@@ -82,7 +87,8 @@ def resolve_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -
         return Dataset(path.name, tuple(files))
     if name is None:
         raise UsageError(
-            f"unknown test set '{spec}': known sets are {', '.join(KNOWN_SETS)} (or give a folder of HR images)"
+            f"unknown test set '{spec}': known sets are {', '.join(KNOWN_SETS)} "
+            "(or give a folder of HR images)"
         )
     folders, _, _ = KNOWN_SETS[name]
     for base in data_dirs(data_dir):
@@ -96,7 +102,11 @@ def resolve_dataset(spec: str, data_dir: str | os.PathLike[str] | None = None) -
 
 
 def hub_dataset(name: str, searched: list[Path]) -> Path:
-    """Download (or find in the Hub cache) and extract the set's HR archive; the extracted folder."""
+    """Download (or find in the Hub cache) and extract the set's HR archive; the extracted folder.
+
+    A folder that :func:`extract_tarball` did not finish (no ``.complete`` marker, or one written by an
+    older extractor that followed links) is removed and extracted again.
+    """
     from .hub import hub_file
 
     _, repo_id, archive = KNOWN_SETS[name]
@@ -109,7 +119,8 @@ def hub_dataset(name: str, searched: list[Path]) -> Path:
             f"put its HR images in <data-dir>/{name}/ and pass --data-dir or set PCLUP_DATA"
         ) from None
     target = tarball.parent / (tarball.name.split(".")[0] + ".extracted")
-    if not (target / ".complete").is_file():
+    if not is_extracted(target):
+        _remove(target)
         extract_tarball(tarball, target)
     files = image_files(target)
     if not files:
@@ -117,42 +128,161 @@ def hub_dataset(name: str, searched: list[Path]) -> Path:
     return target
 
 
-def extract_tarball(tarball: Path, target: Path) -> None:
-    """Extract ``tarball`` into ``target`` safely and atomically.
+# What a test-set archive may hold. The largest standard set (Manga109) is about 110 images of a few MB.
+MAX_MEMBERS = 10_000
+MAX_FILE_BYTES = 128 << 20
+MAX_TOTAL_BYTES = 2 << 30
 
-    Members with absolute paths, ``..`` components, links pointing outside, or device files are refused
-    (the whole archive is), using tarfile's ``data`` filter where Python has it and our own check always.
-    The archive is unpacked into a temporary sibling folder and renamed into place when complete.
+COMPLETE = ".complete"
+_COMPLETE_TEXT = "pclup extraction: regular files only\n"  # older versions wrote "ok" and must be redone
+_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def is_extracted(target: Path) -> bool:
+    """Whether ``target`` is a finished extraction by :func:`extract_tarball`."""
+    marker = target / COMPLETE
+    try:
+        if target.is_symlink() or not stat.S_ISREG(marker.lstat().st_mode):
+            return False
+        return marker.read_text(encoding="utf-8") == _COMPLETE_TEXT
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def extract_tarball(tarball: Path, target: Path) -> None:
+    """Extract the image files of ``tarball`` into ``target``, safely and atomically.
+
+    Only regular files are written, by our own code, each opened with ``O_EXCL | O_NOFOLLOW`` in a folder
+    we created and whose real path is checked to lie inside the extraction folder; folders are made by us
+    (the archive's own folder entries only name them). The whole archive is refused (:class:`PclupError`)
+    if a member is a symbolic or hard link, a device or a pipe, has an absolute name or a ``..`` part,
+    appears twice, or exceeds :data:`MAX_FILE_BYTES`, or the archive exceeds :data:`MAX_MEMBERS` or
+    :data:`MAX_TOTAL_BYTES` (claimed sizes are checked before anything is read, and the stream is cut off
+    past that much data, headers included). A gzip or plain tar archive is read once, as a stream, to its
+    end, so that a damaged one (checksum, truncation) is refused too. Everything is written into a temporary
+    sibling folder, ``.complete`` is written last, and the folder is renamed into place: on any failure
+    nothing is left behind and ``target`` is untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
     try:
         try:
-            with tarfile.open(tarball) as tar:
-                members = tar.getmembers()
-                for member in members:
-                    _check_member(member, tmp, tarball)
-                if hasattr(tarfile, "data_filter"):
-                    tar.extractall(tmp, members=members, filter="data")
-                else:  # Python < 3.10.12 / 3.11.4: our own check above is the guard
-                    tar.extractall(tmp, members=members)  # noqa: S202
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise PclupError(f"{tarball}: cannot extract ({e})") from None
-        (tmp / ".complete").write_text("ok")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            with open(tarball, "rb") as raw, _decompressed(raw) as data:
+                stream = _Capped(data, tarball)
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    _extract_members(tar, tmp, tarball)
+                # read on to the end, where a compressed archive's checksum is verified: a damaged
+                # download fails here rather than leaving damaged images
+                while stream.read(_CHUNK):
+                    pass
+            (tmp / COMPLETE).write_text(_COMPLETE_TEXT, encoding="utf-8")
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise PclupError(f"{tarball}: cannot extract: the archive is damaged ({e})") from None
+        except OSError as e:
+            raise PclupError(f"{tarball}: cannot extract ({e.strerror or e})") from None
+        _remove(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not is_extracted(target):  # another process finished first: use its folder
+                raise PclupError(f"{target}: cannot move the extracted files into place") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _check_member(member: tarfile.TarInfo, root: Path, tarball: Path) -> None:
-    dest = (root / member.name).resolve()
-    if member.name.startswith(("/", "\\")) or not dest.is_relative_to(root.resolve()):
-        raise PclupError(f"{tarball}: refused: member '{member.name}' would be written outside the folder")
-    if member.issym() or member.islnk():
-        link = (dest.parent / member.linkname).resolve() if member.issym() else (root / member.linkname).resolve()
-        if not link.is_relative_to(root.resolve()):
-            raise PclupError(f"{tarball}: refused: link '{member.name}' points outside the folder")
-    if member.isdev() or member.isfifo():
-        raise PclupError(f"{tarball}: refused: member '{member.name}' is a device or pipe")
+def _extract_members(tar: tarfile.TarFile, root: Path, tarball: Path) -> None:
+    real_root = os.path.realpath(root, strict=True)
+    total = 0
+    for count, member in enumerate(tar, start=1):
+        if count > MAX_MEMBERS:
+            raise _refused(tarball, f"more than {MAX_MEMBERS} members, too many for a test set")
+        parts = _member_parts(member.name, tarball)
+        if member.isdir():
+            _make_folders(root, parts, tarball)
+            continue
+        if not member.isreg() or not parts:
+            why = _kind(member) if parts else "a file without a name"
+            raise _refused(tarball, f"member '{member.name}' is {why}; a test set holds image files only")
+        total += member.size
+        if member.size > MAX_FILE_BYTES or total > MAX_TOTAL_BYTES:
+            raise _refused(
+                tarball,
+                f"member '{member.name}' makes the archive too large for a test set ({member.size} bytes; "
+                f"at most {MAX_FILE_BYTES >> 20} MiB a file and {MAX_TOTAL_BYTES >> 30} GiB in all)",
+            )
+        real_parent = os.path.realpath(_make_folders(root, parts[:-1], tarball), strict=True)
+        if os.path.commonpath([real_root, real_parent]) != real_root:
+            raise _refused(tarball, f"member '{member.name}' would be written outside the folder")
+        try:
+            fd = os.open(os.path.join(real_parent, parts[-1]), _OPEN_FLAGS, 0o644)
+        except FileExistsError:
+            raise _refused(tarball, f"member '{member.name}' appears twice") from None
+        with os.fdopen(fd, "wb") as out, tar.extractfile(member) as source:  # type: ignore[union-attr]
+            shutil.copyfileobj(source, out, _CHUNK)  # tarfile reads exactly member.size bytes, or raises
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    """The archive's tar stream: gunzipped if it is gzip (as the Hub's test sets are), else as it is."""
+    gzipped = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+
+
+class _Capped:
+    """A stream's ``read`` that refuses to give more than a test set's worth of bytes, headers included."""
+
+    def __init__(self, stream: BinaryIO, tarball: Path) -> None:
+        self.stream, self.tarball, self.left = stream, tarball, MAX_TOTAL_BYTES + MAX_MEMBERS * 4096 + _CHUNK
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(self.left + 1 if size < 0 else min(size, self.left + 1))
+        self.left -= len(data)
+        if self.left < 0:
+            raise _refused(self.tarball, f"over {MAX_TOTAL_BYTES >> 30} GiB of data, too much for a test set")
+        return data
+
+
+def _member_parts(name: str, tarball: Path) -> tuple[str, ...]:
+    """The path parts of a member name (``/`` or ``\\`` separated, ``.`` dropped); refuses escaping names."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise _refused(tarball, f"member '{name}' has an absolute name")
+    parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise _refused(tarball, f"member '{name}' would be written outside the folder")
+    return parts
+
+
+def _make_folders(root: Path, parts: tuple[str, ...], tarball: Path) -> Path:
+    """``root / parts``, creating each folder with our own mkdir; an existing part must be a real folder."""
+    folder = root
+    for part in parts:
+        folder = folder / part
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not stat.S_ISDIR(folder.lstat().st_mode):
+                raise _refused(tarball, f"'{folder.relative_to(root)}' is both a file and a folder") from None
+    return folder
+
+
+def _refused(tarball: Path, why: str) -> PclupError:
+    return PclupError(f"{tarball}: refused: {why}")
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "a symbolic link"
+    if member.islnk():
+        return "a hard link"
+    if member.isdev():
+        return "a device" if not member.isfifo() else "a pipe"
+    return f"of an unsupported type ({member.type!r})"
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder tree at ``path`` if there is one (links are removed, never followed)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import socket
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,19 +35,37 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def probe_address(endpoint: str) -> tuple[str, int, bool]:
+    """``(host, port, through_proxy)``: where a request to ``endpoint`` first connects.
+
+    The proxy set for the endpoint's scheme (``HTTPS_PROXY`` or ``HTTP_PROXY``, else ``ALL_PROXY``, read as
+    huggingface_hub's HTTP client reads them), unless there is none or ``NO_PROXY`` covers the host; then
+    the endpoint itself.
+    """
+    url = urlparse(endpoint)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(f"{host}:{port}" if url.port else host):
+        return host, port, False
+    proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    default = 443 if proxy_url.scheme == "https" else 1080 if proxy_url.scheme.startswith("socks") else 80
+    return proxy_url.hostname or "", proxy_url.port or default, True
+
+
 @functools.cache
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint accepts a connection, probed once per process.
+    """Whether the Hub endpoint (or the proxy that reaches it) accepts a connection, probed once per process.
 
     huggingface_hub retries a failed request five times with back-off (about 20 s) before it falls back
     to the cache; a machine with no network is told at once instead, and uses its cache.
     """
     from huggingface_hub import constants
 
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    host, port, _ = probe_address(constants.ENDPOINT)
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -74,15 +93,18 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None, repo_type
     local_only = _offline() or not hub_reachable()
     try:
         return Path(
-            hf_hub_download(repo_id, filename, revision=revision, repo_type=repo_type, local_files_only=local_only)
+            hf_hub_download(
+                repo_id, filename, revision=revision, repo_type=repo_type, local_files_only=local_only
+            )
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         from huggingface_hub import constants
 
+        host, port, proxied = probe_address(constants.ENDPOINT)
         why = (
             "the machine is offline (HF_HUB_OFFLINE is set)"
             if _offline()
-            else f"the machine is offline ({urlparse(constants.ENDPOINT).hostname} cannot be reached)"
+            else f"the machine is offline ({'the proxy ' if proxied else ''}{host}:{port} cannot be reached)"
         )
         raise HubError(
             f"cannot get {filename} of Hub repo '{at}': {why} and it is not in the cache "
