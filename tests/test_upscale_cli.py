@@ -163,7 +163,7 @@ def test_bad_inputs_fail_alone_with_one_line_each(model_dir: Path, tmp_path: Pat
     ("case", "code", "expect"),
     [
         ("empty-folder", 2, "no images"),
-        ("unwritable-output", 1, "out"),
+        ("unwritable-output", 2, "out"),
         ("unknown-model", 2, "unknown model"),
         ("offline-hub", 1, "offline"),
         ("missing-input", 2, "no such file"),

@@ -22,12 +22,16 @@ ScaleOpt = Annotated[
 
 
 def parse_tile(tile: str) -> int | str:
-    """``--tile``: ``"auto"`` or a whole number of pixels (0: no tiling)."""
+    """``--tile``: ``"auto"``, 0 (no tiling) or a side of at least ``MIN_TILE`` pixels."""
     from pclup.errors import UsageError
+    from pclup.inference.upscale import MIN_TILE
 
     if tile == "auto":
         return tile
     try:
-        return int(tile)
+        side = int(tile)
     except ValueError:
         raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
+    if side != 0 and side < MIN_TILE:
+        raise UsageError(f"--tile {side} is too small: at least {MIN_TILE} pixels, 0 (no tiling) or 'auto'")
+    return side

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,9 @@ from ._errors import handle_errors
 from ._options import parse_tile
 
 EXTS = ("auto", "png", "jpg", "webp", "tif")
+# No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
+# beyond it could not be stored even for a 1-pixel input.
+MAX_SCALE = 2**32 - 1
 
 
 @handle_errors
@@ -37,14 +41,25 @@ def upscale(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output folder (or file, for one input). Default: next to each input."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder, or for one input the output file (a name ending in .png, .jpg, .webp, .tif, "
+            ".bmp). Default: next to each input.",
+        ),
     ] = None,
     suffix: Annotated[
-        str | None, typer.Option("--suffix", help="Appended to output names (default '_x<scale>').", show_default=False)
+        str | None,
+        typer.Option(
+            "--suffix", help="Appended to output file names, no '/' (default '_x<scale>').", show_default=False
+        ),
     ] = None,
     ext: Annotated[str, typer.Option("--ext", help="auto (keep the input's format where it can hold the result), png, jpg, webp, tif.")] = "auto",
     tile: Annotated[str, typer.Option("--tile", "-t", help="Tile side in input pixels, 'auto' (from free memory) or 0 (no tiling).")] = "auto",
-    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles.")] = 16,
+    tile_overlap: Annotated[
+        int,
+        typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles (at most half a tile)."),
+    ] = 16,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32, fp16 (GPUs), bf16.")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="x8 flip/rotate self-ensemble: a little better, 8x slower.")] = False,
@@ -60,16 +75,22 @@ def upscale(
 
     from pclup import __version__
     from pclup.errors import UsageError
-    from pclup.inference.batch import collect_jobs, default_suffix, output_extension, output_path
+    from pclup.inference.batch import check_suffix, collect_jobs, default_suffix, plan_outputs
     from pclup.inference.upscale import Upscaler, upscale_file
     from pclup.loading import load_model
     from pclup.models.zoo import default_model_name
 
     if ext not in EXTS:
         raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
-    if scale is not None and not scale >= 1:
-        raise UsageError(f"--scale {scale:g} must be >= 1")
+    if scale is not None and not (math.isfinite(scale) and scale >= 1):
+        raise UsageError(f"--scale {scale:g} must be a finite number >= 1")
+    if scale is not None and scale > MAX_SCALE:
+        raise UsageError(
+            f"--scale {scale:g} is too large: no image format holds a side of more than {MAX_SCALE} pixels"
+        )
     tile_value = parse_tile(tile)
+    if suffix is not None:
+        check_suffix(suffix)
 
     if model is None or model.lower() == "default":
         model = default_model_name(scale)  # the packaged default whose scale reaches the requested one
@@ -77,9 +98,7 @@ def upscale(
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix
     jobs = collect_jobs(inputs, recursive=recursive, suffix=suffix)
-    single = output is not None and len(jobs) == 1 and output.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-    if output is not None and output.exists() and not output.is_dir() and not single:
-        raise UsageError(f"--output {output} is a file; give a folder for several inputs")
+    dsts = plan_outputs(jobs, output=output, suffix=suffix, ext=ext)  # every check on paths, before any work
     upscaler = Upscaler(loaded, device=device, precision=precision, tile=tile_value, tile_overlap=tile_overlap, tta=tta)
 
     console = Console(stderr=True, quiet=quiet or as_json)
@@ -97,9 +116,8 @@ def upscale(
         def on_tile(done: int, total: int) -> None:
             progress.update(tiles_task, completed=done, total=total, visible=total > 1)
 
-        for job in jobs:
+        for job, dst in zip(jobs, dsts, strict=True):
             progress.update(files_task, description=job.src.name)
-            dst = output_path(job, output=output, single_file_output=single, suffix=suffix, ext=output_extension(job.src, ext))
             result = upscale_file(upscaler, job.src, dst, scale=out_scale, overwrite=overwrite, quality=quality, progress=on_tile)
             results.append(result)
             progress.advance(files_task)

@@ -4,19 +4,36 @@ Inputs are files, folders and glob patterns. A folder contributes the images dir
 ``recursive``, every image below it, with the sub-folder structure mirrored under the output folder.
 Hidden files and folders are skipped, and so are pclup's own outputs (names ending in the run's suffix,
 or in ``_x<scale>`` by default), so a second run over the same folder does not upscale its results.
+Neither a folder walk nor a ``**`` in a pattern enters a linked folder: a link can lead out of the
+folder, or in a cycle back into it.
+
+:func:`plan_outputs` decides every output path before any work, and refuses a run whose outputs would
+collide: two inputs written to one file, or an output that would replace another input.
 """
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import images
 from ..errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 OUTPUT_STEM = re.compile(r"_x\d+(\.\d+)?$")
+#: Suffixes that name an image file; ``-o`` with one of them names a file, not a folder. Those pclup
+#: cannot write (GIF, AVIF, HEIC...) are here so that ``-o out.avif`` is refused, not made a folder.
+IMAGE_LIKE_SUFFIXES = frozenset(
+    IMAGE_SUFFIXES
+    + (".gif", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k", ".ico", ".tga", ".psd", ".svg", ".exr",
+       ".hdr", ".qoi", ".pbm", ".pgm", ".ppm", ".pnm", ".dng", ".raw")
+)
+_MAGIC = re.compile(r"[*?[]")
+_MAX_NAMED = 10  # clashes named in one message
 
 
 @dataclass(frozen=True)
@@ -32,16 +49,66 @@ def default_suffix(scale: float) -> str:
     return f"_x{scale:g}"
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        parts = path.parts[-1:]
-    return any(p.startswith(".") for p in parts)
+def check_suffix(suffix: str) -> None:
+    """Refuse a ``--suffix`` that is not plain text for a file name: it could put outputs elsewhere."""
+    if "/" in suffix or "\\" in suffix or any(ord(ch) < 32 for ch in suffix):
+        raise UsageError(
+            f"--suffix {suffix!r} must not contain '/', '\\' or control characters: it is added to file names"
+        )
 
 
 def _is_own_output(path: Path, suffix: str) -> bool:
     return (bool(suffix) and path.stem.endswith(suffix)) or bool(OUTPUT_STEM.search(path.stem))
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
+def _real_subfolders(top: Path) -> Iterator[Path]:
+    """``top`` and every folder below it, skipping hidden ones and never entering a link."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        yield folder
+        below = []
+        for entry in _entries(folder):
+            try:
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    below.append(folder / entry.name)
+            except OSError:
+                continue
+        stack.extend(sorted(below, reverse=True))
+
+
+def _match(base: Path, parts: tuple[str, ...]) -> Iterator[Path]:
+    """Paths below ``base`` matching the pattern components ``parts`` (``**``: any depth)."""
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        for folder in _real_subfolders(base):
+            yield from _match(folder, rest or ("*",))
+    elif _MAGIC.search(head):
+        for entry in _entries(base):
+            if (head.startswith(".") or not entry.name.startswith(".")) and fnmatch.fnmatch(entry.name, head):
+                yield from _match(base / entry.name, rest)
+    else:
+        yield from _match(base / head, rest)
+
+
+def expand_pattern(pattern: str) -> list[Path]:
+    """The files a glob pattern matches, sorted: ``*``, ``?`` and ``[...]`` within one name, ``**`` for
+    any number of folders. Hidden names match only a pattern that starts with a dot; ``**`` enters no
+    hidden folder and no link to a folder, so links cannot lead it in a cycle."""
+    path = Path(pattern).expanduser()
+    parts = path.parts[1:] if path.anchor else path.parts
+    return sorted({p for p in _match(Path(path.anchor), parts) if p.is_file()})
 
 
 def collect_jobs(inputs: list[str], *, recursive: bool, suffix: str) -> list[Job]:
@@ -57,23 +124,18 @@ def collect_jobs(inputs: list[str], *, recursive: bool, suffix: str) -> list[Job
         if path.is_file():
             jobs.setdefault(path.resolve(), Job(path, Path(path.name)))
         elif path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(
+            found = [
                 p
-                for p in path.glob(pattern)
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_SUFFIXES
-                and not _is_hidden(p, path)
-                and not _is_own_output(p, suffix)
-            )
+                for p in _match(path, ("**", "*") if recursive else ("*",))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_own_output(p, suffix)
+            ]
             if not found:
                 where = "in or below" if recursive else "in"
                 raise UsageError(f"{path}: no images {where} this folder ({', '.join(IMAGE_SUFFIXES)})")
-            for p in found:
+            for p in sorted(found):
                 jobs.setdefault(p.resolve(), Job(p, p.relative_to(path)))
-        elif any(ch in spec for ch in "*?["):
-            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-            found = [p for p in found if not p.name.startswith(".") and not _is_own_output(p, suffix)]
+        elif _MAGIC.search(spec):
+            found = [p for p in expand_pattern(spec) if not _is_own_output(p, suffix)]
             if not found:
                 raise UsageError(f"{spec}: no file matches this pattern")
             for p in found:
@@ -109,3 +171,95 @@ def output_path(job: Job, *, output: Path | None, single_file_output: bool, suff
     if output is None:
         return job.src.with_name(name)
     return output / job.relative.parent / name
+
+
+def is_file_output(output: Path | None, jobs: list[Job]) -> bool:
+    """Whether ``-o`` names the output file itself: it has an image suffix and is not a folder.
+
+    Raises:
+        UsageError: such a name with several inputs, or with a suffix pclup cannot write; ``-o`` an
+            existing file that is not named as an image.
+    """
+    if output is None or output.is_dir():
+        return False
+    writable = ", ".join(f".{e}" for e in images.OUTPUT_EXTENSIONS)
+    if output.suffix.lower() in IMAGE_LIKE_SUFFIXES:
+        if len(jobs) > 1:
+            raise UsageError(f"--output {output} names one file, but {len(jobs)} inputs need a folder")
+        if output.suffix.lower().lstrip(".") not in images.OUTPUT_EXTENSIONS:
+            raise UsageError(f"--output {output}: pclup cannot write {output.suffix} images; use {writable}")
+        return True
+    if output.exists():
+        if len(jobs) > 1:
+            raise UsageError(f"--output {output} is a file, but {len(jobs)} inputs need a folder")
+        raise UsageError(
+            f"--output {output} is an existing file without an image suffix: name a folder, or a file ending "
+            f"in {writable}"
+        )
+    return False
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The nearest existing one of ``folder`` and its parents, when it is not a folder."""
+    for p in (folder, *folder.parents):
+        if os.path.lexists(p):
+            return None if p.is_dir() else p
+    return None
+
+
+def _ignores_case(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` (or its nearest existing parent) ignores case in names."""
+    for p in (folder, *folder.parents):
+        other = p.with_name(p.name.swapcase()) if p.name else p
+        if other != p and p.exists():
+            try:
+                return os.path.samefile(p, other)
+            except OSError:
+                return False
+    return False
+
+
+def plan_outputs(jobs: list[Job], *, output: Path | None, suffix: str, ext: str) -> list[Path]:
+    """The output path of every job, in order, checked before any work.
+
+    Raises:
+        UsageError: ``-o`` cannot be what it is used as (see :func:`is_file_output`); a file stands where
+            an output folder must be; two inputs would be written to one output (compared as the file
+            system compares names: ignoring case where it does); an output would replace another input.
+    """
+    single = is_file_output(output, jobs)
+    dsts = []
+    for job in jobs:
+        dst_ext = output_extension(job.src, ext)
+        dsts.append(output_path(job, output=output, single_file_output=single, suffix=suffix, ext=dst_ext))
+    folds: dict[Path, bool] = {}
+
+    def key(path: Path) -> str:
+        real = path.resolve()
+        if real.parent not in folds:
+            blocker = _blocking_file(path.parent)
+            if blocker is not None:
+                raise UsageError(f"cannot write {path}: {blocker} is a file, not a folder")
+            folds[real.parent] = _ignores_case(real.parent)
+        name = os.path.normcase(str(real))
+        return name.casefold() if folds[real.parent] else name
+
+    inputs = {key(job.src): job.src for job in jobs}
+    writers: dict[str, list[int]] = {}
+    problems = []
+    for i, (job, dst) in enumerate(zip(jobs, dsts, strict=True)):
+        k = key(dst)
+        writers.setdefault(k, []).append(i)
+        if k in inputs and k != key(job.src):  # its own input: refused by upscale_file
+            problems.append(f"the output of {job.src} would replace the input {inputs[k]}")
+    for indices in writers.values():
+        if len(indices) > 1:
+            names = ", ".join(str(jobs[i].src) for i in indices)
+            problems.append(f"{names} would be written to the same file {dsts[indices[0]]}")
+    if problems:
+        more = f" and {len(problems) - _MAX_NAMED} more" if len(problems) > _MAX_NAMED else ""
+        raise UsageError(
+            "outputs would collide: " + "; ".join(problems[:_MAX_NAMED]) + more
+            + " (rename the inputs, or use another --suffix or -o)"
+        )
+    return dsts
