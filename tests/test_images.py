@@ -790,7 +790,7 @@ def test_permission_denied_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     def deny(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(images.tempfile, "mkstemp", deny)
+    monkeypatch.setattr(images.os, "open", deny)
     with pytest.raises(ImageWriteError) as exc:
         write_image(Image(_rand((4, 4, 3))), tmp_path / "o.png")
     _assert_one_line(exc, tmp_path / "o.png", "permission denied")

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import io
 import os
+import secrets
 import stat
 import struct
 import sys
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import PngImagePlugin, UnidentifiedImageError
 
 from pclup.errors import ImageReadError, ImageWriteError, UsageError
 
@@ -112,6 +113,11 @@ _GPS_IFD = 0x8825
 # Descriptive (not structural) TIFF IFD0 tags carried between TIFF and the EXIF block of other formats.
 _TIFF_EXIF_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
 _MAX_JPEG_EXIF = 65533  # one APP1 marker
+# Largest PNG metadata chunk (ICC profile, compressed text) decoded. Pillow's own bound, 1 MiB, refuses
+# the ICC profiles of some printers and scanners (several MB); 32 MiB still stops a zip bomb hidden in
+# a chunk. Pillow's total for text chunks (PngImagePlugin.MAX_TEXT_MEMORY) applies as before.
+_MAX_PNG_CHUNK = 32 << 20
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, _MAX_PNG_CHUNK)
 # zlib level of the PNG and TIFF writers here: on 16-bit data (noisy low bytes) level 6 takes about
 # three times as long as 4 for files under 1 % smaller.
 _ZLIB_LEVEL = 4
@@ -335,6 +341,8 @@ def _decode_cause(exc: BaseException) -> str:
         return "not enough memory to decode it"
     if isinstance(exc, EOFError) or "truncat" in str(exc).lower():
         return "truncated file: the image data ends early"
+    if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's message for a chunk over the bound above
+        return f"a metadata chunk (ICC profile or text) is over {_MAX_PNG_CHUNK >> 20} MiB, the limit"
     return f"corrupt image data ({_describe(exc)})"
 
 
@@ -682,14 +690,24 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def write_image(
-    image: Image, path: str | os.PathLike[str], *, format: str | None = None, quality: int = 95
+    image: Image,
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    quality: int = 95,
+    overwrite: bool = True,
+    parents: bool = False,
 ) -> list[str]:
     """Write an image atomically, keeping bit depth, alpha, ICC profile, EXIF and dpi where possible.
 
-    The file is written to a temporary file ``.{name}.pclup-XXXXXXXX.tmp`` in the same folder,
-    flushed to disk, given the permissions a new file would get (or those of the file it replaces)
-    and renamed over ``path``. On any failure the temporary file is removed and an existing
-    ``path`` is left as it was: there is never a partial output. The folder must exist.
+    The file is written to a temporary file ``.{name}.pclup-XXXXXXXXXXXX.tmp`` in the same folder,
+    flushed to disk, given the permissions a new file would get (``0o666`` less the umask) or those
+    of the file it replaces, and then published as ``path``: renamed over it, or, with
+    ``overwrite=False``, hard-linked to it, which fails if ``path`` exists, so that of two writers
+    racing for one name only the first wins. On a file system without hard links (FAT, exFAT, some
+    network shares) ``overwrite=False`` falls back to checking that ``path`` does not exist and
+    renaming, which leaves a short window for a concurrent writer. On any failure the temporary file
+    is removed and an existing ``path`` is left as it was: there is never a partial output.
 
     Per format:
 
@@ -714,6 +732,9 @@ def write_image(
         format: ``"png"``, ``"jpg"``/``"jpeg"``, ``"webp"``, ``"tif"``/``"tiff"`` or ``"bmp"``
             (any case), overriding the extension.
         quality: 1 to 100, for JPEG and WebP.
+        overwrite: replace an existing ``path``; when false, an existing one is left alone and
+            :class:`FileExistsError` is raised.
+        parents: create the missing folders above ``path`` (else the folder must exist).
 
     Returns:
         One-line notes on what the format could not hold (empty when nothing was lost), for the
@@ -721,7 +742,10 @@ def write_image(
 
     Raises:
         ImageWriteError: one line naming the file and the cause (unknown format, folder missing,
-            permission denied, disk full, image too large for the format, encoder failure).
+            a file where a folder should be, permission denied, disk full, image too large for the
+            format, encoder failure).
+        FileExistsError: ``overwrite`` is false and ``path`` exists (possibly written meanwhile by
+            another program); nothing was changed.
         UsageError: ``quality`` out of range.
     """
     path = Path(path)
@@ -740,7 +764,7 @@ def write_image(
     def write(fp: IO[bytes]) -> None:
         encoder(fp, image, pixels, alpha, quality, notes)
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, overwrite=overwrite, parents=parents)
     return notes
 
 
@@ -793,22 +817,33 @@ def _flatten_on_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, m).astype(pixels.dtype)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _atomic_write(
+    path: Path, write: Callable[[IO[bytes]], None], *, overwrite: bool = True, parents: bool = False
+) -> None:
     folder = path.parent
     tmp: str | None = None
     try:
+        if parents:
+            folder.mkdir(parents=True, exist_ok=True)
         mode = _new_file_mode(path)
-        # Keep the temporary name within the usual 255-byte limit of a file name.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:120]}.pclup-", suffix=".tmp", dir=folder)
+        # The name is set before the file is created, so that a signal arriving just after the
+        # creation (SIGTERM, Ctrl+C) finds it to remove. Within the usual 255-byte limit of a name.
+        tmp = os.path.join(folder, f".{path.name[:120]}.pclup-{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        except FileExistsError:
+            tmp = None  # not ours (a 48-bit random name taken: practically never)
+            raise
         with os.fdopen(fd, "wb") as fp:
             write(fp)
             fp.flush()
             if mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(fp.fileno(), mode)
             os.fsync(fp.fileno())
-        os.replace(tmp, path)
+        published = _publish(tmp, path, overwrite)
         tmp = None
-        _fsync_folder(folder)
+        if published:
+            _fsync_folder(folder)
     except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -816,9 +851,46 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         if not isinstance(exc, Exception) or isinstance(exc, ImageWriteError):
             raise
         raise ImageWriteError(f"cannot write {path}: {_write_cause(exc, folder)}") from exc
+    if not published:
+        raise FileExistsError(errno.EEXIST, "the file exists", str(path))
+
+
+# link() errors that mean "this file system has no hard links" (EPERM: Linux on FAT; EINVAL: Windows).
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV, errno.EMLINK, errno.EINVAL}
+)
+
+
+def _publish(tmp: str, path: Path, overwrite: bool) -> bool:
+    """Give the finished temporary file its name; it is gone afterwards. False: ``path`` exists (kept).
+
+    Without ``overwrite`` the file is hard-linked to ``path``, which fails if anything has that name
+    by then (no check-then-rename race); rename is the fallback where hard links are not supported.
+    """
+    if not overwrite:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            os.unlink(tmp)
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if os.path.lexists(path):
+                os.unlink(tmp)
+                return False
+        else:
+            os.unlink(tmp)
+            return True
+    os.replace(tmp, path)
+    return True
 
 
 def _write_cause(exc: Exception, folder: Path) -> str:
+    if isinstance(exc, (FileNotFoundError, FileExistsError, NotADirectoryError)):
+        blocker = _not_a_folder(folder)
+        if blocker is not None:
+            return f"{blocker} is {'a file, ' if blocker.is_file() else ''}not a folder"
     if isinstance(exc, FileNotFoundError):
         if not folder.is_dir():
             return f"the folder {folder} does not exist"
@@ -834,6 +906,19 @@ def _write_cause(exc: Exception, folder: Path) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.rstrip(".").lower()
     return f"encoder failed ({_describe(exc)})"
+
+
+def _not_a_folder(folder: Path) -> Path | None:
+    """The nearest existing one of ``folder`` and its parents, if it is not a folder (a file in the way)."""
+    for p in (folder, *folder.parents):
+        try:
+            st = os.stat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+        return None if stat.S_ISDIR(st.st_mode) else p
+    return None
 
 
 def _new_file_mode(path: Path) -> int | None:

@@ -49,10 +49,10 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except MemoryError:
-            raise fail("out of memory (try a smaller --tile or another --device)", 1) from None
+            raise fail("out of memory", 1) from None
         except RuntimeError as e:
             if "out of memory" in str(e).lower():
-                raise fail("out of memory (try a smaller --tile or another --device)", 1) from None
+                raise fail("out of memory", 1) from None
             raise
 
     return wrapper  # type: ignore[return-value]

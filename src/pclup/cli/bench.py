@@ -51,7 +51,8 @@ def bench(
 
     tile_value = parse_tile(tile)
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as progress:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
         task = progress.add_task("bench", total=None)
 
         def on_image(dataset: str, scale: int, done: int, total: int) -> None:

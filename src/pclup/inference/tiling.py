@@ -13,9 +13,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
 import torch
 from torch import Tensor, nn
 
+from ..errors import PclupError
 from ..models.registry import colour_channels
 
 
@@ -115,7 +117,12 @@ def run_tiled(
         if progress:
             progress(1, 1)
         return out
-    out = torch.zeros(1, c, h * scale, w * scale, dtype=torch.float32)
+    try:
+        out = torch.zeros(1, c, h * scale, w * scale, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - smaller tiles would not help: say what is too large
+        if not is_out_of_memory(e):
+            raise
+        raise PclupError(not_enough_memory((h * scale, w * scale), 4 * c * h * w * scale * scale)) from None
     col_weights = [axis_weights(cols, j, scale) for j in range(len(cols))]
     done = 0
     for i, r in enumerate(rows):
@@ -123,7 +130,8 @@ def run_tiled(
         for j, col in enumerate(cols):
             piece = forward(x[:, :, r.start : r.stop, col.start : col.stop].to(device)).float().cpu()
             weight = row_weight * col_weights[j][None, :]
-            out[:, :, r.start * scale : r.stop * scale, col.start * scale : col.stop * scale] += piece * weight
+            out_rows = slice(r.start * scale, r.stop * scale)
+            out[:, :, out_rows, col.start * scale : col.stop * scale] += piece * weight
             done += 1
             if progress:
                 progress(done, total)
@@ -172,14 +180,22 @@ def free_memory(device: torch.device) -> int:
     if device.type == "mps":
         recommended = getattr(torch.mps, "recommended_max_memory", lambda: 4 << 30)()
         return int(recommended - torch.mps.current_allocated_memory())
-    try:
-        with open("/proc/meminfo") as f:
-            info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        import os
+    return int(psutil.virtual_memory().available)
 
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+def gib(n: float) -> str:
+    """Bytes as ``'1.5 GiB'``."""
+    return f"{n / 2**30:.1f} GiB"
+
+
+def not_enough_memory(size: tuple[int, int], need: int | None = None) -> str:
+    """One line for an ``(h, w)`` image that does not fit in host memory: its size, its need, what is free."""
+    needs = f", which needs about {gib(need)}" if need else ""
+    free = gib(free_memory(torch.device("cpu")))
+    return (
+        f"not enough memory for a {size[1]}x{size[0]}-pixel image{needs}; "
+        f"{free} is free, less any limit set on this process"
+    )
 
 
 # On the CPU a larger tile gains little speed; keep activations modest so that the output image, which

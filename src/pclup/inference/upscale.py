@@ -7,27 +7,33 @@ metadata), ``upscale_file`` reads, upscales and writes one file atomically.
 Output scales other than the model's: the model runs as many times as it takes to reach at least the
 requested size (once for any factor up to its own scale), then an antialiased bicubic resize brings the
 result to exactly ``round(W * s) x round(H * s)``. ``-s 3`` with a x4 model is one model pass and a 3/4
-downscale; ``-s 8`` with a x4 model is two passes (x16) and a 1/2 downscale.
+downscale; ``-s 8`` with a x4 model is two passes (x16) and a 1/2 downscale. A x1 model (restoration:
+denoise, deblur) runs once, at the input size, and the resize does all the scaling.
+
+The upscaled image is held in host memory as float32 (12 bytes a pixel for colour): an output that
+could not fit in this computer's memory and swap together is refused before any work is done.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import images
-from ..errors import PclupError, UsageError
+from ..errors import ImageReadError, ImageWriteError, PclupError, UsageError
 from ..loading import LoadedModel
 from .device import pick_device, pick_precision, precision_name, to_channels_last
-from .tiling import auto_tile, bytes_per_pixel, is_out_of_memory, run_tiled
+from .tiling import auto_tile, bytes_per_pixel, gib, is_out_of_memory, not_enough_memory, run_tiled
 
 Progress = Callable[[int, int], None]
 MIN_TILE = 16
@@ -125,7 +131,8 @@ class Upscaler:
         if self.tile == "auto":
             if self._bytes_per_px is None:
                 self._bytes_per_px = bytes_per_pixel(self.model, self.torch_device)
-            side = auto_tile(self._bytes_per_px, self.torch_device, multiple=max(8, self.loaded.arch.size_multiple))
+            multiple = max(8, self.loaded.arch.size_multiple)
+            side = auto_tile(self._bytes_per_px, self.torch_device, multiple=multiple)
             return None if side >= max(h, w) else side
         return int(self.tile) or None
 
@@ -136,15 +143,19 @@ class Upscaler:
         """
         _, _, h, w = x.shape
         tile = self.tile_for(h, w)
+
+        def one_pass(x: Tensor, step: Progress | None) -> Tensor:
+            return run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device, step)
+
         while True:
             try:
                 if not self.tta:
-                    return run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device, progress)
+                    return one_pass(x, progress)
                 acc = None
                 transforms = _tta_transforms()
                 for n, (fwd, inv) in enumerate(transforms):
                     step = None if progress is None else (lambda d, t, n=n: progress(n * t + d, 8 * t))
-                    y = inv(run_tiled(self._forward, fwd(x), self.scale, tile, self.tile_overlap, self.torch_device, step))
+                    y = inv(one_pass(fwd(x), step))
                     acc = y if acc is None else acc.add_(y)
                 assert acc is not None
                 return acc.div_(len(transforms))
@@ -161,30 +172,71 @@ class Upscaler:
                 tile = side // 2
                 self.tile = tile  # remember for the next image
 
-    def upscale_tensor(self, x: Tensor, scale: float | None = None, progress: Progress | None = None) -> Tensor:
+    def output_scale(self, scale: float | None) -> float:
+        """``scale``, or the model's when None; a UsageError unless it is a number >= 1."""
+        scale = float(scale or self.scale)
+        if not (scale >= 1 and math.isfinite(scale)):
+            raise UsageError(f"--scale {scale} must be a number >= 1")
+        return scale
+
+    def passes(self, scale: float) -> int:
+        """How many times the model runs for an output ``scale``: enough to reach it, at least once."""
+        if self.scale == 1:
+            return 1
+        return max(1, math.ceil(math.log(scale) / math.log(self.scale) - 1e-9))
+
+    def upscale_tensor(
+        self, x: Tensor, scale: float | None = None, progress: Progress | None = None
+    ) -> Tensor:
         """Upscale ``x`` by ``scale`` (default: the model's).
 
         Args:
             x: ``(1, C, H, W)`` float32 in [0, 1], C = the model's colour channels.
             scale: Output factor, >= 1; the model runs ceil(log(scale)/log(model scale)) times (at least
-                once), then the result is resized to exactly ``round(H*scale) x round(W*scale)``.
+                once; once for a x1 model), then the result is resized to exactly
+                ``round(H*scale) x round(W*scale)``.
             progress: ``(done, total)`` over the tiles of each pass.
 
         Returns:
             ``(1, C, round(H*scale), round(W*scale))`` float32 on the CPU, clamped to [0, 1].
+
+        Raises:
+            PclupError: the output is too large for this computer's memory (checked before any work).
         """
-        scale = float(scale or self.scale)
-        if not (scale >= 1 and math.isfinite(scale)):
-            raise UsageError(f"--scale {scale} must be a number >= 1")
-        _, _, h, w = x.shape
-        target = (max(1, round(h * scale)), max(1, round(w * scale)))
-        passes = max(1, math.ceil(math.log(scale) / math.log(self.scale) - 1e-9))
+        scale = self.output_scale(scale)
+        _, c, h, w = x.shape
+        target = output_size(h, w, scale)
+        passes = self.passes(scale)
+        _check_host_memory(c, (h, w), self.scale, passes, target)
         y = x.float().cpu()
         for _ in range(passes):
             y = self.run_model(y, progress).clamp_(0, 1)
         if tuple(y.shape[-2:]) != target:
             y = resize(y, target)
         return y
+
+
+def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """``(round(h * scale), round(w * scale))``, at least one pixel each."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _check_host_memory(
+    c: int, size: tuple[int, int], model_scale: int, passes: int, target: tuple[int, int]
+) -> None:
+    """Refuse an output whose float32 buffers could never fit in this computer's RAM and swap together.
+
+    The peak is the last model pass's output with, alongside it, that pass's input or the resized result.
+    """
+    h, w = size[0] * model_scale ** (passes - 1), size[1] * model_scale ** (passes - 1)
+    oh, ow = h * model_scale, w * model_scale
+    need = 4 * c * (oh * ow + max(h * w, target[0] * target[1] if (oh, ow) != target else 0))
+    have = psutil.virtual_memory().total + psutil.swap_memory().total
+    if need > have:
+        raise PclupError(
+            f"the output, {target[1]}x{target[0]} pixels, is too large: upscaling to it needs about "
+            f"{gib(need)} of memory, more than this computer's {gib(have)} of memory and swap"
+        )
 
 
 def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -238,22 +290,35 @@ def upscale_file(
 ) -> FileResult:
     """Read ``src``, upscale it, write ``dst`` atomically. Errors of this file are returned, not raised.
 
-    An existing ``dst`` is skipped unless ``overwrite``; ``dst`` is never ``src``.
+    An existing ``dst`` is skipped unless ``overwrite``, also one that another program creates while
+    this one works (see :func:`pclup.images.write_image`); ``dst`` is never ``src``. Missing folders
+    above ``dst`` are created.
     """
     start = time.perf_counter()
     if dst.resolve() == src.resolve():
         return FileResult(src, dst, "failed", f"{dst}: the output would overwrite the input")
-    if dst.exists() and not overwrite:
-        return FileResult(src, dst, "skipped", f"{dst} exists (use --overwrite)")
+    exists = FileResult(src, dst, "skipped", f"{dst} exists (use --overwrite)")
+    if os.path.lexists(dst) and not overwrite:
+        return exists
+    size = None
     try:
         image = images.read_image(src)
         h, w = image.pixels.shape[:2]
+        size = output_size(h, w, upscaler.output_scale(scale))
         result = upscale_image(upscaler, image, scale, progress)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        images.write_image(result, dst, quality=quality)
-    except PclupError as e:
-        return FileResult(src, None, "failed", str(e), seconds=time.perf_counter() - start)
+        images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True)
+    except FileExistsError:
+        return dataclasses.replace(exists, seconds=time.perf_counter() - start)
+    except PclupError as e:  # read and write errors name their file; name it for the others
+        message = str(e) if isinstance(e, (ImageReadError, ImageWriteError)) else f"cannot upscale {src}: {e}"
+        return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
     except OSError as e:
-        return FileResult(src, None, "failed", f"{dst}: {e.strerror or e}", seconds=time.perf_counter() - start)
+        message = f"{dst}: {e.strerror or e}"
+        return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
+    except Exception as e:  # noqa: BLE001 - out of memory fails this file only
+        if not is_out_of_memory(e) or size is None:
+            raise
+        message = f"cannot upscale {src}: {not_enough_memory(size)}"
+        return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
     oh, ow = result.pixels.shape[:2]
     return FileResult(src, dst, "ok", None, (w, h), (ow, oh), time.perf_counter() - start)
