@@ -36,7 +36,7 @@ def main() -> None:
         out = args.out / loss
         cmd = [sys.executable, "-m", "pclup", "train", "--data", str(data / "train"), "--arch", "edsr-s", "-s", "2",
                "--loss", loss, "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--patch-size", str(args.patch_size),
-               "--lr", str(args.lr), "--warmup-steps", str(max(1, args.steps // 15)), "--val-set", "none", "--out", str(out), "--seed", "0"]
+               "--lr", str(args.lr), "--warmup-steps", str(max(1, args.steps // 15)), "--val-set", "none", "--out", str(out), "--seed", "0", "--overwrite"]
         start = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start

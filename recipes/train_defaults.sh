@@ -17,7 +17,7 @@ export OMP_NUM_THREADS=1
 run() {
     local name=$1; shift
     if [[ -f "$RUNS/$name/model/model.safetensors" ]]; then echo "skip $name (done)"; return; fi
-    nice -n 5 "$@" --out "$RUNS/$name" >"$RUNS/$name.log" 2>&1 &
+    nice -n 5 "$@" --out "$RUNS/$name" --overwrite >"$RUNS/$name.log" 2>&1 &
 }
 
 stage1() {  # L1 from scratch: x4 with two seeds (the study's two pretrainings), x2 and x3 with one

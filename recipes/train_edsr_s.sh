@@ -24,7 +24,7 @@ run() {
         pclup train --resume "$RUNS/$name" >>"$RUNS/$name.log" 2>&1
     else
         echo "start $name"
-        "$@" --out "$RUNS/$name" >"$RUNS/$name.log" 2>&1
+        "$@" --out "$RUNS/$name" --overwrite >"$RUNS/$name.log" 2>&1
     fi
 }
 

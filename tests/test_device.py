@@ -45,9 +45,9 @@ def test_auto_precision_for_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
     assert dev.pick_precision("auto", cpu, edsr, training=True) == torch.bfloat16
     assert dev.pick_precision("auto", cpu, dataclasses.replace(edsr, supports_bf16=False), training=True) == torch.float32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: False)
     assert dev.pick_precision("auto", cuda, edsr, training=True) == torch.float32  # never fp16: no loss scaling
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: True)
     assert dev.pick_precision("auto", cuda, rcan, training=True) == torch.bfloat16
     with pytest.raises(UsageError, match="not supported for training"):
         dev.pick_precision("fp16", cuda, edsr, training=True)

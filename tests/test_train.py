@@ -182,5 +182,3 @@ def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, 
     config = (tmp_path / "ft" / "config.toml").read_text()
     assert "lr = 5e-05" in config and f'init = "{tmp_path / "start"}"' in config
     assert load_pretrained(tmp_path / "ft" / "model").config.n_feats == 8
-    run = subprocess.run([sys.executable, "-m", "pclup", "finetune", "--data", str(data)], capture_output=True, text=True)
-    assert run.returncode == 2 and "no model to start from" in run.stderr

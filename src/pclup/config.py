@@ -7,6 +7,7 @@ be repeated exactly: ``pclup train --config runs/x/config.toml``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,17 +80,32 @@ class TrainConfig:
             problems.append(f"pcl_form '{self.pcl_form}' is not one of {', '.join(PCL_FORMS)}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule '{self.schedule}' is not one of {', '.join(SCHEDULES)}")
-        for name in ("scale", "patch_size", "batch_size", "steps"):
+        for name in ("scale", "patch_size", "batch_size", "steps", "disc_width", "log_every", "val_every",
+                     "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
-        if self.workers < 0 or self.warmup_steps < 0 or self.pcl_samples < 0:
-            problems.append("workers, warmup_steps and pcl_samples must be >= 0")
+        for name in ("workers", "warmup_steps", "pcl_samples", "disc_lr", "min_lr", "grad_clip"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0")
+        if self.warmup_steps >= self.steps > 0:
+            problems.append(
+                f"warmup_steps ({self.warmup_steps}) must be fewer than steps ({self.steps}): "
+                "the learning rate would never reach lr"
+            )
         if not self.lr > 0:
             problems.append("lr must be > 0")
+        if not self.gamma > 0:
+            problems.append("gamma must be > 0")
+        if any(m < 0 for m in self.milestones):
+            problems.append("milestones must be >= 0")
         if not 0 <= self.ema < 1:
             problems.append("ema must be in [0, 1)")
         if self.pcl_weight < 0 or self.pcl_tau <= 0:
             problems.append("pcl_weight must be >= 0 and pcl_tau > 0")
+        from .contrastive.embedding import NUM_BLOCKS
+
+        if not self.pcl_layers or any(not 0 <= i < NUM_BLOCKS for i in self.pcl_layers):
+            problems.append(f"pcl_layers must be blocks of the embedding network, 0 to {NUM_BLOCKS - 1}")
         if problems:
             raise UsageError("bad training configuration: " + "; ".join(problems))
 
@@ -98,10 +114,28 @@ def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
+_KINDS = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string"}
+_PLURALS = {"int": "integers", "float": "finite numbers", "bool": "booleans", "str": "strings"}
+
+
+def _scalar(name: str, value: Any, kind: str) -> Any:
+    """``value`` checked against a field's type (TOML files are user input); ints are accepted as floats."""
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(kind, True)
+    if not ok:
+        raise UsageError(f"{name} must be {_KINDS[kind]}, not {value!r}")
+    return float(value) if kind == "float" else value
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind = _field_types()[name]
-    if "None" in kind and isinstance(value, str) and value.strip().lower() in ("", "none"):
+    if "None" in kind and (value is None or isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None  # TOML has no null: optional settings are written as ""
+    kind = kind.replace(" | None", "")
     if kind.startswith("dict"):
         if not isinstance(value, Mapping):
             raise UsageError(f"{name} must be a table of settings")
@@ -109,18 +143,27 @@ def _coerce(name: str, value: Any) -> Any:
     if kind.startswith("tuple"):
         if isinstance(value, (str, int, float)):
             value = [value]
-        return tuple(value)
-    return value
+        item = kind[len("tuple[") :].split(",")[0]
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{name} must be a list of {_PLURALS[item]}, not {value!r}")
+        try:
+            return tuple(_scalar(name, v, item) for v in value)
+        except UsageError:
+            raise UsageError(f"{name} must be a list of {_PLURALS[item]}, not {value!r}") from None
+    return _scalar(name, value, kind)
 
 
 def config_from_mapping(values: Mapping[str, Any], source: str = "configuration") -> TrainConfig:
-    """A config from a mapping; unknown keys are an error that lists them (and the known ones)."""
+    """A config from a mapping; unknown keys are an error that lists them (and the known ones), values of
+    the wrong type or out of range are an error that names them."""
     known = _field_types()
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
     try:
         return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    except UsageError as e:
+        raise UsageError(f"{source}: {e}") from None
     except TypeError as e:
         raise UsageError(f"{source}: {e}") from None
 
@@ -146,7 +189,7 @@ def resolve_config(
     (``overrides`` holds only those)."""
     values = load_config(file) if file else {}
     config_from_mapping({**(base or {}), **values}, str(file or "configuration"))  # bad keys in the file first
-    return config_from_mapping({**(base or {}), **values, **overrides}, str(file or "flags"))
+    return config_from_mapping({**(base or {}), **values, **overrides}, "flags")  # the file alone was fine
 
 
 def to_toml(config: TrainConfig) -> str:
@@ -163,13 +206,29 @@ def to_toml(config: TrainConfig) -> str:
     return "\n".join(lines + tables) + "\n"
 
 
+_TOML_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped (TOML 1.0, "String")."""
+    out = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(value)
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._errors import handle_errors
+from ._errors import Terminated, fail, handle_errors
 
 # Fine-tuning recipe of the paper's released scripts (PCL-METHOD.md §4.2): a small, constant-ish rate from
 # pretrained weights. Their 600k iterations are scaled down to what a user's own folder of images wants.
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "steps": 20_000, "warmup_steps": 500, "schedule": "cosine", "min_lr": 1e-7}
+FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "steps": 20_000, "schedule": "cosine", "min_lr": 1e-7}
+FINETUNE_WARMUP = 500  # warm-up steps, at most a tenth of the run (a short run would never reach its rate)
 
 Data = Annotated[list[Path] | None, typer.Option("--data", help="Folder(s) of HR training images (recursive); repeatable.")]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale (default 4).")]
@@ -26,6 +29,8 @@ ValSet = Annotated[str | None, typer.Option("--val-set", help="Validation set na
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Where named validation sets are found.")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/train or runs/finetune).")]
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue a run from its folder or checkpoint.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace the run already in --out (its config, log, checkpoint and model only).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed (default 0).")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")]
 Precision = Annotated[str | None, typer.Option(
@@ -34,7 +39,9 @@ Config = Annotated[Path | None, typer.Option("--config", help="TOML file of sett
 Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Data-loader processes.")]
 Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off; default 0.999).")]
 GradClip = Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).")]
-Warmup = Annotated[int | None, typer.Option("--warmup-steps", min=0, help="Linear warm-up steps.")]
+Warmup = Annotated[int | None, typer.Option(
+    "--warmup-steps", min=0,
+    help="Linear warm-up steps, fewer than --steps (finetune's default: a tenth of the steps, at most 500).")]
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -48,40 +55,73 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return out
 
 
-def _run(overrides: dict[str, Any], config: Path | None, resume: Path | None, base: dict[str, Any] | None = None) -> None:
+def _run(
+    command: str, overrides: dict[str, Any], config: Path | None, resume: Path | None, overwrite: bool,
+    base: dict[str, Any] | None = None,
+) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pclup.config import resolve_config
-    from pclup.training.loop import StepInfo, train
+    from pclup.config import load_config, resolve_config
+    from pclup.errors import UsageError
+    from pclup.training.checkpoint import checkpoint_step
+    from pclup.training.loop import RunStart, StepInfo, train
 
-    if resume is not None and config is None and (resume / "config.toml").is_file():
-        config = resume / "config.toml"  # resuming a run folder: its own settings, flags on top
+    if resume is not None and config is None:  # resuming: the run's own settings, flags on top
+        for folder in (resume, resume.parent):  # a run folder, or its checkpoint folder
+            if (folder / "config.toml").is_file():
+                config = folder / "config.toml"
+                overrides = {"out": str(folder), **overrides}  # the run goes on where it is, wherever that is
+                break
     cfg = resolve_config(config, overrides, base)
-    if not cfg.data:
-        from pclup.errors import UsageError
+    if command == "finetune":
+        in_file = config is not None and "warmup_steps" in load_config(config)
+        if "warmup_steps" not in overrides and not in_file:
+            cfg = dataclasses.replace(cfg, warmup_steps=min(FINETUNE_WARMUP, cfg.steps // 10))
+        if cfg.init is None:
+            from pclup.models.zoo import default_model_name
 
+            cfg = dataclasses.replace(cfg, init=default_model_name(cfg.scale))
+    if not cfg.data:
         raise UsageError("no training data: pass --data FOLDER (or set data in --config)")
     console = Console(stderr=True)
+
+    def say(line: str) -> None:  # one line as written: no wrapping, no markup (paths may hold brackets)
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+    say(
+        f"{command}: {cfg.loss} from {cfg.init or 'a new ' + cfg.arch} x{cfg.scale}, {cfg.steps} steps "
+        f"(warm-up {cfg.warmup_steps}), lr {cfg.lr:g}, into {cfg.out}"
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"{cfg.loss} {cfg.arch if not cfg.init else cfg.init} x{cfg.scale}", total=cfg.steps, info="")
+
+        def on_start(start: RunStart) -> None:
+            if start.resumed_from is not None:
+                say(f"resuming {cfg.out} from step {start.step} ({start.resumed_from})")
+                progress.update(task, completed=start.step)
+            if start.skipped:
+                say(f"warning: {start.skipped}")
 
         def on_step(info: StepInfo) -> None:
             losses = " ".join(f"{k} {v:.4f}" for k, v in info.losses.items())
             rate = f"{1 / info.seconds:.2f} it/s" if info.seconds > 0 else ""
             progress.update(task, completed=info.step, info=f"{losses} lr {info.lr:.2e} {rate}")
             if info.validation:
-                progress.console.print(
-                    f"step {info.step}: {cfg.val_set} PSNR {info.validation['psnr']:.2f} dB, SSIM {info.validation['ssim']:.4f}"
-                )
+                say(f"step {info.step}: {cfg.val_set} PSNR {info.validation['psnr']:.2f} dB, "
+                    f"SSIM {info.validation['ssim']:.4f}")
 
         try:
-            final = train(cfg, resume=resume, on_step=on_step)
-        except KeyboardInterrupt:
-            console.print(f"interrupted; checkpoint written: continue with --resume {cfg.out}")
-            raise typer.Exit(130) from None
-    console.print(f"model written to {final} (use it with -m {final})")
+            final = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step, on_start=on_start)
+        except KeyboardInterrupt as e:  # Ctrl+C, or SIGTERM (Terminated): the trainer wrote a checkpoint
+            step = checkpoint_step(cfg.out)
+            if step is None:
+                raise
+            what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(e, Terminated) else ("interrupted", 130)
+            where = f"the checkpoint (step {step}) is in {cfg.out}: continue with --resume {cfg.out}"
+            raise fail(f"{what}; {where}", code) from None
+    say(f"model written to {final} (use it with -m {final})")
 
 
 @handle_errors
@@ -91,6 +131,7 @@ def train_command(
     batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
     out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
     config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train an SR network from scratch with L1 or L1 + PCL."""
     overrides = _overrides(
@@ -98,26 +139,26 @@ def train_command(
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
         device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
-    _run(overrides, config, resume)
+    _run("train", overrides, config, resume, overwrite)
 
 
 @handle_errors
 def finetune_command(
     data: Data = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec to start from (built-in, folder, file, Hub).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub). "
+        "Default: the built-in default model of -s (default-x2, -x3, -x4).")] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
     batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
     out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
     config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
+    overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a model on your own images with PCL (small learning rate, a new model folder as output)."""
-    from pclup.errors import UsageError
-
-    if model is None and not (config or resume):
-        raise UsageError("no model to start from: name one with -m/--model (pclup has no default model yet)")
+    """Fine-tune a model on your own images with PCL (small learning rate, warm-up of at most a tenth of the
+    steps, a new model folder as output)."""
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad, steps=steps,
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
         device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
-    _run(overrides, config, resume, base={**FINETUNE_DEFAULTS, "out": "runs/finetune"})
+    _run("finetune", overrides, config, resume, overwrite, base={**FINETUNE_DEFAULTS, "out": "runs/finetune"})

@@ -7,8 +7,9 @@ Three parts:
   (:func:`pclup.imresize.bicubic_downscale_uint8`), and keeps both in memory. The classic train sets
   are small (T91 + BSD200 + General100, 390 images: about 162 MB of HR pixels, plus 40 MB of LR at
   x2 or 10 MB at x4), so holding them decoded costs little and makes every batch a matter of slicing.
-  Unreadable files are skipped and named; images smaller than a patch are skipped and counted (at x4
-  with 48-pixel LR patches, 57 of the 390, mostly T91 thumbnails, are under 192 px).
+  Unreadable files and images smaller than a patch are skipped, counted and named
+  (:meth:`TrainImages.skipped_summary`; at x4 with 48-pixel LR patches, 57 of the 390, mostly T91
+  thumbnails, are under 192 px).
 * :class:`PatchBatches` is a map-style dataset whose item ``step`` is the whole batch of that global
   step. Every random choice of that batch (images, crop positions, flips and transposition) is drawn
   from a ``torch.Generator`` seeded with a hash of ``(seed, step)``: the batch at step N is a pure
@@ -190,6 +191,7 @@ class TrainImages:
         scale: the integer scale.
         min_hr_size: the smallest HR side kept.
         skipped_small: images skipped because an HR side (after mod-crop) was under ``min_hr_size``.
+        small: ``(path, size)`` of each of those, size as ``"WxH px"`` (empty for arrays given directly).
         corrupt: ``(path, reason)`` of each file that could not be decoded.
         folders: the folders scanned.
         stats: a :class:`ScanStats`.
@@ -204,6 +206,7 @@ class TrainImages:
         paths: Sequence[Path | None] | None = None,
         min_hr_size: int = 1,
         skipped_small: int = 0,
+        small: Sequence[tuple[Path, str]] = (),
         corrupt: Sequence[tuple[Path, str]] = (),
         folders: Sequence[Path] = (),
         stats: ScanStats | None = None,
@@ -220,7 +223,8 @@ class TrainImages:
         self.scale = int(scale)
         self.paths: list[Path | None] = list(paths) if paths is not None else [None] * len(hr)
         self.min_hr_size = int(min_hr_size)
-        self.skipped_small = int(skipped_small)
+        self.small = list(small)
+        self.skipped_small = max(int(skipped_small), len(self.small))
         self.corrupt = list(corrupt)
         self.folders = list(folders)
         self.stats = stats or ScanStats(found=len(hr), decoded=len(hr), downscaled=len(hr))
@@ -286,14 +290,14 @@ class TrainImages:
                 return "unreadable", _cause(exc, path), None
             h, w = pixels.shape[0] - pixels.shape[0] % scale, pixels.shape[1] - pixels.shape[1] % scale
             if min(h, w) < max(min_hr_size, scale):
-                return "small", (h, w), None
+                return "small", f"{pixels.shape[1]}x{pixels.shape[0]} px", None
             return ("ok", *_hr_lr(pixels, scale))
 
         hr: list[np.ndarray] = []
         lr: list[np.ndarray] = []
         paths: list[Path | None] = []
         corrupt: list[tuple[Path, str]] = []
-        small = 0
+        small: list[tuple[Path, str]] = []
         stats = ScanStats(found=len(files))
         n_threads = max(1, min(threads or min(4, _cpu_count()), len(files) or 1))
         # Decoding and resizing free many large temporaries between the arrays kept; glibc keeps that
@@ -315,7 +319,7 @@ class TrainImages:
                 else:
                     stats.decoded += 1
                     if kind == "small":
-                        small += 1
+                        small.append((path, a))
                     else:
                         hr.append(a)
                         lr.append(b)
@@ -329,14 +333,15 @@ class TrainImages:
         if not hr:
             where = ", ".join(str(r) for r in roots)
             message = (
-                f"no usable training image in {where}: {len(files)} found / {small} too small "
+                f"no usable training image in {where}: {len(files)} found / {len(small)} too small "
                 f"(HR side < {min_hr_size} px) / {len(corrupt)} unreadable"
             )
-            if corrupt:
-                message += f" (first: {corrupt[0][0]}: {corrupt[0][1]})"
+            if corrupt or small:
+                path, reason = (corrupt or small)[0]
+                message += f" (first: {path}: {reason})"
             raise UsageError(message)
         return cls(
-            hr, lr, scale, paths=paths, min_hr_size=min_hr_size, skipped_small=small, corrupt=corrupt,
+            hr, lr, scale, paths=paths, min_hr_size=min_hr_size, small=small, corrupt=corrupt,
             folders=roots, stats=stats,
         )
 
@@ -365,6 +370,24 @@ class TrainImages:
     def nbytes(self) -> int:
         """Memory held by all the pixels, HR and LR."""
         return self.hr_bytes + self.lr_bytes
+
+    def skipped(self) -> list[tuple[Path, str]]:
+        """``(path, reason)`` of every file the scan skipped: the unreadable ones, then those too small."""
+        return [(p, f"unreadable ({r})") for p, r in self.corrupt] + [
+            (p, f"too small ({size}, under {self.min_hr_size} px)") for p, size in self.small
+        ]
+
+    def skipped_summary(self, first: int = 3) -> str | None:
+        """One line saying how many files were skipped and why, naming the ``first`` few; None when none."""
+        skipped = self.skipped()
+        if not skipped:
+            return None
+        names = "; ".join(f"{p}: {r}" for p, r in skipped[:first])
+        more = f"; and {len(skipped) - first} more" if len(skipped) > first else ""
+        return (
+            f"{len(skipped)} of {self.stats.found} image files skipped ({len(self.corrupt)} unreadable, "
+            f"{self.skipped_small} smaller than {self.min_hr_size} px): {names}{more}"
+        )
 
     def summary(self) -> str:
         """One line of counts and memory, then one line per unreadable file."""

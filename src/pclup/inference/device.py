@@ -8,9 +8,10 @@ architecture:
   float32), float32 everywhere else. Never bfloat16: its 8-bit significand moved trained models' outputs
   by up to 1.9/255 (compact) and 2.2/255 (EDSR-S) (``benchmarks/precision_accuracy.py``,
   docs/performance.md), though PSNR did not move; ``--precision bf16`` still runs it on request.
-* for training, bfloat16 autocast where the device computes it natively (CUDA with bf16; CPUs with AMX or
-  AVX512-BF16) and the architecture is marked ``supports_bf16``, float32 otherwise. float16 training
-  would need loss scaling, which the trainer does not do, so it is refused.
+* for training, bfloat16 autocast where the device computes it natively (CUDA GPUs from Ampere on, not
+  those that only emulate it; CPUs with AMX or AVX512-BF16) and the architecture is marked
+  ``supports_bf16``, float32 otherwise. float16 training would need loss scaling, which the trainer does
+  not do, so it is refused.
 """
 
 from __future__ import annotations
@@ -66,8 +67,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware. GPUs before Ampere (V100, T4, RTX 20xx) only
+    emulate it, slowly and without bfloat16 convolutions, which ``is_bf16_supported()`` counts unless told
+    not to."""
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # torch before 2.4 has no such argument
+            return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         return cpu_has_native_bf16()
     return False

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -36,13 +37,31 @@ from ..errors import IncompatibleCheckpointError, PclupError, UsageError
 from ..inference.device import pick_device, pick_precision, precision_name, to_channels_last
 from ..metrics import evaluate_pair
 from ..models.registry import arch_of, colour_channels, count_parameters, create_model
-from ..weights import config_from_dict, load_weights_strict, save_pretrained
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..weights import CONFIG_NAME, WEIGHTS_NAME, config_from_dict, load_weights_strict, save_pretrained
+from .checkpoint import STATE_NAME, TENSOR_FILES, checkpoint_folder, load_checkpoint, save_checkpoint
 from .schedule import lr_at
+
+#: What a run writes into its folder, and the files pclup puts in its two subfolders. ``--overwrite``
+#: removes these and nothing else.
+RUN_ENTRIES = ("config.toml", "log.jsonl", "checkpoint", "model")
+_RUN_FILES = {
+    "checkpoint": {CONFIG_NAME, STATE_NAME, *TENSOR_FILES.values()},
+    "model": {CONFIG_NAME, WEIGHTS_NAME, "README.md"},
+}
 
 
 class TrainingDiverged(PclupError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunStart:
+    """What ``on_start`` receives once the run is set up, before its first step."""
+
+    step: int  # the step the run starts from: 0, or the step of the checkpoint it resumes
+    resumed_from: Path | None  # the checkpoint folder resumed
+    images: int  # training images kept
+    skipped: str | None  # one line naming the files skipped and why (None: none was)
 
 
 @dataclass
@@ -102,16 +121,93 @@ def build_model(cfg: TrainConfig) -> tuple[nn.Module, str]:
         if loaded.scale != cfg.scale:
             raise UsageError(f"--model {cfg.init} is x{loaded.scale}, but -s is {cfg.scale}")
         return loaded.model.train(), loaded.source
-    return create_model(cfg.arch, scale=cfg.scale, **cfg.arch_args).train(), f"new {cfg.arch}"
+    try:
+        model = create_model(cfg.arch, scale=cfg.scale, **cfg.arch_args)
+    except (TypeError, ValueError, RuntimeError) as e:  # arguments that build no network (a width of -1)
+        raise UsageError(f"arch_args {cfg.arch_args} do not build a {cfg.arch} network: {e}") from None
+    return model.train(), f"new {cfg.arch}"
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callable[[StepInfo], None] | None = None) -> Path:
+def _cannot_write(path: Path, e: OSError) -> str:
+    return f"cannot write {path}: {e.strerror or e}"
+
+
+def _check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> list[Path]:
+    """Check that the run may write into ``out``; the entries of an earlier run there to remove first.
+
+    A folder that holds a run (any of :data:`RUN_ENTRIES`) is refused unless this run resumes that very
+    run, or ``overwrite`` is given; ``overwrite`` removes only what pclup writes there, and refuses a
+    ``checkpoint/`` or ``model/`` that holds other files.
+    """
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "it is a file" if parent == out else f"{parent} is a file"
+                raise PclupError(f"cannot create run folder {out}: {where}, not a folder")
+            break
+    if not out.is_dir():
+        return []
+    found = [out / e for e in RUN_ENTRIES if (out / e).exists()]
+    found += sorted(p for p in out.glob(".checkpoint.*"))  # a checkpoint save's leftovers
+    if not found:
+        return []
+    same_run = resume is not None and out.resolve() in (Path(resume).resolve(), checkpoint_folder(resume).resolve().parent)
+    if same_run and overwrite:
+        raise UsageError(
+            f"--overwrite would delete the checkpoint --resume {resume} continues from: pass one of them"
+        )
+    if same_run:
+        return []
+    if not overwrite:
+        raise UsageError(
+            f"{out} already holds a training run ({', '.join(p.name for p in found)}): continue it with "
+            f"--resume {out}, replace it with --overwrite, or choose another --out"
+        )
+    for entry in found:
+        if entry.name in _RUN_FILES:
+            if not entry.is_dir():
+                raise UsageError(
+                    f"--overwrite: {entry} is not a folder pclup wrote: move it or choose another --out"
+                )
+            ours = _RUN_FILES[entry.name]
+            foreign = sorted(p.name for p in entry.iterdir() if p.name not in ours and p.name[:1] != ".")
+            if foreign:
+                raise UsageError(
+                    f"--overwrite: {entry} holds files pclup did not write ({', '.join(foreign[:3])}); "
+                    "move them or choose another --out"
+                )
+    return found
+
+
+def _remove(entries: list[Path]) -> None:
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        except OSError as e:
+            raise PclupError(f"--overwrite: cannot remove {entry}: {e.strerror or e}") from None
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_start: Callable[[RunStart], None] | None = None,
+) -> Path:
     """Train (or fine-tune) an SR network; returns the folder of the final model.
 
     The run folder ``cfg.out`` receives ``config.toml`` (the resolved configuration), ``log.jsonl`` (one
-    line per logged step and per validation), ``checkpoint/`` (the latest full state, see
-    :mod:`pclup.training.checkpoint`) and ``model/`` (config.json, model.safetensors, README.md).
-    Ctrl+C writes a checkpoint before stopping; ``resume`` continues from one exactly.
+    line per logged step and per validation, and one naming the training images skipped, if any),
+    ``checkpoint/`` (the latest full state, see :mod:`pclup.training.checkpoint`) and ``model/``
+    (config.json, model.safetensors, README.md). A folder that already holds a run is refused unless
+    ``resume`` continues that run or ``overwrite`` replaces it. Ctrl+C (and SIGTERM, raised as a
+    KeyboardInterrupt by the command line) writes a checkpoint before stopping; ``resume`` continues from
+    one exactly. The checkpoint of the last step is written before the final model, so a failure to write
+    the model loses nothing: ``resume`` then only writes the model.
     """
     from ..contrastive import EmbeddingNet, FrequencySampler, contrastive_term, dual_contrastive_d_loss
     from ..data import PatchBatches, TrainImages, make_loader, step_generator, validation_pairs
@@ -131,6 +227,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
     device = pick_device(f"cuda:{local_rank}" if world > 1 and torch.cuda.is_available() and cfg.device in ("auto", "cuda") else cfg.device)
     out = Path(cfg.out)
     checkpoint_dir = out / "checkpoint"
+    earlier_run = _check_run_folder(out, resume, overwrite) if rank == 0 else []
     torch.manual_seed(cfg.seed)
 
     model, source = build_model(cfg)
@@ -154,6 +251,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
     d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr or cfg.lr, betas=(0.9, 0.999)) if disc else None
 
     start, elapsed_before = 0, 0.0
+    last_good: tuple[int, Path] | None = None  # (step, folder) of the newest complete checkpoint
     if resume:
         ckpt = load_checkpoint(resume)
         saved_cfg = ckpt.state.get("config_toml", "")
@@ -179,7 +277,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
         torch.set_rng_state(ckpt.state["torch_rng"])
         start = int(ckpt.state["step"])
         elapsed_before = float(ckpt.state.get("elapsed", 0.0))  # wall time of the run's earlier sessions
-        del saved_cfg
+        last_good = (start, checkpoint_folder(resume))
+        del saved_cfg, ckpt
 
     data = TrainImages.scan([Path(d) for d in cfg.data], cfg.scale, min_hr_size=cfg.patch_size * cfg.scale)
     batches = PatchBatches(data, batch_size=cfg.batch_size, patch_size=cfg.patch_size, scale=cfg.scale,
@@ -198,10 +297,33 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             disc = DDP(disc, device_ids=[local_rank] if device.type == "cuda" else None)  # type: ignore[assignment]
     disc_module: Any = disc.module if world > 1 and disc is not None else disc
 
+    def kept() -> str:
+        if last_good is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {last_good[0]}) is at {last_good[1]}"
+
+    log = None
+    skipped = data.skipped()
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(to_toml(cfg))
-    log = (out / "log.jsonl").open("a") if rank == 0 else None
+        _remove(earlier_run)
+        path = out
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "config.toml"
+            path.write_text(to_toml(cfg))
+            path = out / "log.jsonl"
+            log = path.open("a")
+            if skipped:  # a record of its own, once per session, before the steps it concerns
+                log.write(json.dumps({"step": start, "images": len(data), "skipped": len(skipped),
+                                      "unreadable": len(data.corrupt), "too_small": data.skipped_small,
+                                      "skipped_files": [f"{p}: {r}" for p, r in skipped[:10]]}) + "\n")
+                log.flush()
+        except OSError as e:
+            if log is not None:
+                log.close()
+            raise PclupError(f"{_cannot_write(path, e)}; {kept()}") from None
+    if on_start and rank == 0:
+        on_start(RunStart(start, last_good[1] if last_good else None, len(data), data.skipped_summary()))
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype != torch.float32 else nullcontext
 
     def state(step: int) -> dict[str, Any]:
@@ -216,8 +338,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
         }
 
     def checkpoint(step: int) -> None:
-        if rank == 0:
+        nonlocal last_good
+        if rank != 0 or last_good == (step, checkpoint_dir):
+            return
+        try:
             save_checkpoint(checkpoint_dir, model=model, ema=ema, disc=disc_module, state=state(step))
+        except PclupError as e:
+            raise PclupError(f"{e}; {kept()}") from None
+        last_good = (step, checkpoint_dir)
 
     # --- loop -------------------------------------------------------------------------------------------
     step = start
@@ -270,14 +398,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
                 lap("embedding")
                 parts.update({"cl": cl.detach(), "d": d_loss.detach()})
             if not torch.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint is kept in {checkpoint_dir}"
-                    if (checkpoint_dir / "trainer_state.pt").is_file()
-                    else "no checkpoint had been written yet"
-                )
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {step + 1}; {kept} (try a lower --lr or a --grad-clip)"
-                )
+                raise TrainingDiverged(f"the loss became {loss.item()} at step {step + 1}; {kept()} "
+                                       "(try a lower --lr or a --grad-clip)")
             g_opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -293,10 +415,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
             if rank == 0 and val_pairs and (step % cfg.val_every == 0 or step == cfg.steps):
                 info.validation = _validate(ema or model, val_pairs, cfg.scale, device, dtype)
             if log is not None and (step % cfg.log_every == 0 or info.validation or step == cfg.steps):
-                log.write(json.dumps({"step": step, "lr": rate, **losses, "seconds": round(info.seconds, 4),
-                                      "elapsed": round(elapsed_before + time.perf_counter() - began, 1),
-                                      **({"val_" + k: v for k, v in info.validation.items()} if info.validation else {})}) + "\n")
-                log.flush()
+                record = {"step": step, "lr": rate, **losses, "seconds": round(info.seconds, 4),
+                          "elapsed": round(elapsed_before + time.perf_counter() - began, 1),
+                          **({"val_" + k: v for k, v in info.validation.items()} if info.validation else {})}
+                try:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                except OSError as e:
+                    raise PclupError(f"{_cannot_write(out / 'log.jsonl', e)}; {kept()}") from None
             if on_step:
                 on_step(info)
             if step % cfg.save_every == 0 or step == cfg.steps:
@@ -306,14 +432,22 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
         raise
     finally:
         if log is not None:
-            log.close()
+            try:
+                log.close()
+            except OSError:
+                pass  # its lines were flushed one by one; a failure to write one is reported there
 
     final = out / "model"
     if rank == 0:
         best = ema or model
         metadata = {"source": source, "recipe": to_toml(cfg), "steps": str(step)}
-        save_pretrained(best.to("cpu").float(), final, metadata=metadata)
-        _model_card(final, cfg, best, source, step, val_pairs, dtype)
+        try:
+            save_pretrained(best.to("cpu").float(), final, metadata=metadata)
+            _model_card(final, cfg, best, source, step, val_pairs, dtype, data.skipped_summary(first=5))
+        except (PclupError, OSError) as e:
+            message = _cannot_write(final, e) if isinstance(e, OSError) else str(e)
+            hint = f"once it can be written, --resume {out} writes the model"
+            raise PclupError(f"{message}; {kept()}: {hint}") from None
     if world > 1:
         import torch.distributed as dist
 
@@ -321,7 +455,10 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, on_step: Callab
     return final
 
 
-def _model_card(folder: Path, cfg: TrainConfig, model: nn.Module, source: str, steps: int, val_pairs: list[Any], dtype: torch.dtype) -> None:
+def _model_card(
+    folder: Path, cfg: TrainConfig, model: nn.Module, source: str, steps: int, val_pairs: list[Any],
+    dtype: torch.dtype, skipped: str | None = None,
+) -> None:
     spec = arch_of(model)
     lines = [
         f"# {spec.name} x{cfg.scale}, trained by pclup {__version__}",
@@ -332,6 +469,7 @@ def _model_card(folder: Path, cfg: TrainConfig, model: nn.Module, source: str, s
                                    f" (lambda {cfg.pcl_weight}, {cfg.pcl_form})" if cfg.loss == "pcl" else ""),
         f"- steps: {steps}, batch {cfg.batch_size}, LR patch {cfg.patch_size}, lr {cfg.lr} ({cfg.schedule})",
         f"- data: {', '.join(cfg.data)}; precision {precision_name(dtype)}; seed {cfg.seed}",
+        *([f"- {skipped}"] if skipped else []),
         "",
     ]
     if val_pairs:
@@ -345,7 +483,12 @@ def _model_card(folder: Path, cfg: TrainConfig, model: nn.Module, source: str, s
             "",
         ]
     lines += ["## Recipe", "", "```toml", to_toml(cfg).rstrip(), "```", ""]
-    (folder / "README.md").write_text("\n".join(lines))
+    tmp = folder / ".README.md.tmp"
+    try:
+        tmp.write_text("\n".join(lines))
+        os.replace(tmp, folder / "README.md")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-__all__ = ["StepInfo", "TrainingDiverged", "build_model", "train"]
+__all__ = ["RUN_ENTRIES", "RunStart", "StepInfo", "TrainingDiverged", "build_model", "train"]
