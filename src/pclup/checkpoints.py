@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .errors import IncompatibleCheckpointError
+from .errors import IncompatibleCheckpointError, PclupError
 from .models.registry import ArchSpec, StateDict, list_archs
 from .weights import load_weights_strict, read_state_dict
 
@@ -109,12 +109,16 @@ def model_from_state_dict(
     """
     spec = detect_arch(state_dict, source)
     try:
-        config = spec.infer_config(state_dict)
+        inferred = spec.infer_config(state_dict)
     except (KeyError, IndexError, ValueError) as e:
         raise IncompatibleCheckpointError(f"{source}: looks like {spec.name} but its shapes do not fit ({e})") from None
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(config)}
-        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if k in fields})
+    fields = {f.name for f in dataclasses.fields(inferred)}
+    try:  # the same checks as a config.json's (a crafted file could describe an absurd network)
+        config = spec.make_config(
+            **{**dataclasses.asdict(inferred), **{k: v for k, v in (overrides or {}).items() if k in fields}}
+        )
+    except PclupError as e:
+        raise IncompatibleCheckpointError(f"{source}: looks like {spec.name}, but {e}") from None
     model = spec.build(config)
     load_weights_strict(model, spec.convert(dict(state_dict), config), source)
     return model.eval()
@@ -129,7 +133,7 @@ def super_image_overrides(config: Mapping[str, Any], arch: str, source: str) -> 
     """Our config fields for a super-image model of architecture ``arch`` with this ``config.json``."""
     out = dict(SUPER_IMAGE_CONVENTIONS.get(arch, {}))
     if "res_scale" in config:
-        out["res_scale"] = float(config["res_scale"])
+        out["res_scale"] = config["res_scale"]  # checked with the rest of the config
     return out
 
 

@@ -12,7 +12,7 @@ from .errors import IncompatibleCheckpointError, ModelFileError
 from .hub import hub_config, hub_file, parse_repo_id
 from .models.registry import ArchSpec, arch_of
 from .models.zoo import Pretrained, find_pretrained, unknown_model
-from .weights import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, load_from_files, read_config
+from .weights import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, load_from_files, model_file, read_config
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
@@ -46,7 +46,8 @@ def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
     Args:
         spec: One of
             a built-in name (``edsr-s-x4``, or ``edsr-s`` with ``scale``; ``pclup models`` lists them);
-            a model folder (pclup's ``config.json`` + ``model.safetensors``, or a super-image folder);
+            a model folder (pclup's ``config.json`` + ``model.safetensors``, or a super-image folder), or a
+            finished training run's folder (its ``model/``);
             a weights file (``.safetensors``, ``.pt``, ``.pth``, ``.ckpt``, ``.bin``; architecture detected);
             a Hugging Face repo id ``owner/name`` or ``owner/name@revision``.
         scale: The preferred scale where the source holds several (super-image repos, built-in variants).
@@ -65,7 +66,8 @@ def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
     """
     path = Path(spec).expanduser()
     if path.is_dir():
-        return LoadedModel(_load_folder(path, scale), path.name, str(path))
+        folder = _run_model(path)
+        return LoadedModel(_load_folder(folder, scale), path.name, str(folder))
     if path.is_file():
         return LoadedModel(_load_file(path), path.stem, str(path))
     if path.suffix.lower() in WEIGHT_SUFFIXES or spec.startswith((".", "/", "~")):
@@ -81,6 +83,18 @@ def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
     raise unknown_model(spec)
 
 
+def _run_model(folder: Path) -> Path:
+    """What to load for ``folder``: a training run's ``model/``, else the folder itself."""
+    if (folder / CONFIG_NAME).exists():
+        return folder
+    if (folder / "model" / CONFIG_NAME).is_file():
+        return folder / "model"
+    if (folder / "checkpoint" / CONFIG_NAME).is_file():
+        hint = f"resume it with pclup train --resume {folder}"
+        raise ModelFileError(f"{folder} is an unfinished training run: {hint}")
+    return folder
+
+
 def _super_image_file(folder: Path, scale: int | None) -> Path:
     found = {int(m.group(1)): p for p in folder.iterdir() if (m := SUPER_IMAGE_WEIGHTS.match(p.name))}
     if not found:
@@ -89,22 +103,23 @@ def _super_image_file(folder: Path, scale: int | None) -> Path:
         scale = 4 if 4 in found else max(found)
     if scale not in found:
         raise ModelFileError(f"{folder}: has no x{scale} weights (has {', '.join(f'x{s}' for s in sorted(found))})")
-    return found[scale]
+    return model_file(folder, found[scale].name)
 
 
 def _load_folder(folder: Path, scale: int | None) -> nn.Module:
-    config_path = folder / CONFIG_NAME
+    """A model folder's network; no file of it may be a link out of the folder (see ``model_file``)."""
+    config_path = model_file(folder, CONFIG_NAME)
     if config_path.is_file():
         config = read_config(config_path)
         if "architecture" in config:
             if not (folder / WEIGHTS_NAME).is_file():
                 raise ModelFileError(f"{folder}: has config.json but no {WEIGHTS_NAME}")
-            return load_from_files(config_path, folder / WEIGHTS_NAME)
+            return load_from_files(config_path, model_file(folder, WEIGHTS_NAME))
         if "model_type" in config:
             return load_super_image(config, _super_image_file(folder, scale), str(folder))
     weights = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in WEIGHT_SUFFIXES]
     if len(weights) == 1:
-        return _load_file(weights[0])
+        return _load_file(model_file(folder, weights[0].name))
     what = "no weights file" if not weights else f"{len(weights)} weights files; name one"
     raise ModelFileError(f"{folder}: not a model folder ({what})")
 
@@ -112,7 +127,7 @@ def _load_folder(folder: Path, scale: int | None) -> nn.Module:
 def _load_file(path: Path) -> nn.Module:
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelFileError(f"{path}: not a weights file (expected {', '.join(WEIGHT_SUFFIXES)})")
-    sibling = path.parent / CONFIG_NAME
+    sibling = model_file(path.parent, CONFIG_NAME)
     if sibling.is_file():
         try:
             config = read_config(sibling)

@@ -33,15 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import seq_len
-from .registry import ArchSpec, Variant
+from .registry import ArchSpec, Variant, arg
 
 
 @dataclass(frozen=True)
 class CompactConfig:
     scale: int = 4
-    n_feats: int = 64
-    n_convs: int = 3  # 3x3 F->F convolutions between the entry and the exit convolution
-    n_colors: int = 3
+    n_feats: int = arg(64, 1, 4096)
+    n_convs: int = arg(3, 0, 128)  # 3x3 F->F convolutions between the entry and the exit convolution
+    n_colors: int = arg(3, 1, 4)
 
 
 class _ConvPReLU(nn.Module):

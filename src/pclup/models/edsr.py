@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from .blocks import MeanShift, MeanShiftedSR, ResBlock, Upsampler, conv3x3, seq_len, upsampler_scale
-from .registry import ArchSpec, Variant
+from .registry import ArchSpec, Variant, arg
 
 
 @dataclass(frozen=True)
 class EDSRConfig:
     scale: int = 4
-    n_resblocks: int = 16
-    n_feats: int = 64
-    res_scale: float = 1.0
-    n_colors: int = 3
-    rgb_range: float = 255.0  # the network computes on [0, rgb_range]; EDSR-PyTorch used 255
+    n_resblocks: int = arg(16, 1, 128)
+    n_feats: int = arg(64, 1, 4096)
+    res_scale: float = arg(1.0, 0.0, 10.0)
+    n_colors: int = arg(3, 1, 4)
+    rgb_range: float = arg(255.0, 0.01, 65535.0)  # the network computes on [0, rgb_range]; EDSR-PyTorch: 255
     mean_shift: bool = True  # subtract the DIV2K mean at the input, add it back at the output (super-image: off)
 
 

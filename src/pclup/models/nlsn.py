@@ -70,7 +70,8 @@ from .blocks import (
     seq_len,
     upsampler_scale,
 )
-from .registry import ArchSpec, Variant
+from .rcan import check_reduction
+from .registry import ArchSpec, Variant, arg
 
 ATTENTION_EVERY = 8
 """Upstream places an NLSA after every 8th ResBlock (hard-coded in ``nlsn.py``)."""
@@ -79,16 +80,19 @@ ATTENTION_EVERY = 8
 @dataclass(frozen=True)
 class NLSNConfig:
     scale: int = 4
-    n_resblocks: int = 32
-    n_feats: int = 256
-    res_scale: float = 0.1  # residual scaling of ResBlocks and NLSA modules
-    n_hashes: int = 4  # hashing rounds of each NLSA
-    chunk_size: int = 144  # attention span: each query attends to its chunk and the two adjacent ones
-    reduction: int = 4  # conv_match has n_feats // reduction channels
-    n_colors: int = 3
-    rgb_range: float = 1.0  # NLSN's training recipe and PCL-SR's script; EDSR-PyTorch's default would be 255
+    n_resblocks: int = arg(32, 1, 128)
+    n_feats: int = arg(256, 1, 4096)
+    res_scale: float = arg(0.1, 0.0, 10.0)  # residual scaling of ResBlocks and NLSA modules
+    n_hashes: int = arg(4, 1, 64)  # hashing rounds of each NLSA
+    chunk_size: int = arg(144, 1, 65536)  # attention span: each query attends to its chunk and the 2 adjacent
+    reduction: int = arg(4, 1, 4096)  # conv_match has n_feats // reduction channels
+    n_colors: int = arg(3, 1, 4)
+    rgb_range: float = arg(1.0, 0.01, 65535.0)  # NLSN's recipe and PCL-SR's script (EDSR-PyTorch: 255)
     mean_shift: bool = True  # subtract the DIV2K mean at the input, add it back at the output
-    hash_seed: int = 0  # seeds the LSH rotations in eval mode (not part of upstream)
+    hash_seed: int = arg(0, 0, 2**63 - 1)  # seeds the LSH rotations in eval mode (not part of upstream)
+
+    def __post_init__(self) -> None:
+        check_reduction(self.n_feats, self.reduction)
 
 
 def _batched_index_select(values: Tensor, indices: Tensor) -> Tensor:

@@ -20,19 +20,61 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from ..errors import UnknownArchitectureError
+from ..errors import UnknownArchitectureError, UsageError
 
 StateDict = dict[str, Tensor]
 
 
 def _identity(state_dict: StateDict, config: Any) -> StateDict:
     return state_dict
+
+
+def arg(default: Any, low: float, high: float, *, max_len: int = 0) -> Any:
+    """A config field whose value (each item, for a tuple) must lie in ``[low, high]``; ``max_len`` bounds
+    a tuple's length. Every number in a config has such bounds: :meth:`ArchSpec.make_config` checks them, so
+    that a config read from a file can never ask for an absurd network."""
+    return field(default=default, metadata={"range": (low, high), "max_len": max_len})
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _checked(name: str, hint: Any, value: Any, meta: Mapping[str, Any]) -> Any:
+    """``value`` as the field's type (an int where a float is declared becomes a float); ValueError if it
+    is of another type or out of the field's bounds."""
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, not {_show(value)}")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= meta["max_len"]:
+            raise ValueError(f"{name} must be a list of 1 to {meta['max_len']} numbers, not {_show(value)}")
+        return tuple(_checked(name, typing.get_args(hint)[0], v, meta) for v in value)
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            kind = "true or false" if hint is bool else "a string"
+            raise ValueError(f"{name} must be {kind}, not {_show(value)}")
+        return value
+    low, high = meta["range"]
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer from {low} to {high}, not {_show(value)}")
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a number from {low} to {high}, not {_show(value)}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -52,6 +94,7 @@ class ArchSpec:
             where the device computes bf16 natively; upscaling never picks bf16 on its own: see
             :mod:`pclup.inference.device`).
         size_multiple: Input height and width the network needs a multiple of (it pads internally if 1).
+        scales: The upscaling factors a config may ask for (the config class may narrow them further).
     """
 
     name: str
@@ -64,17 +107,35 @@ class ArchSpec:
     supports_fp16: bool = True
     supports_bf16: bool = True
     size_multiple: int = 1
+    scales: tuple[int, ...] = (2, 3, 4, 8)
 
     def make_config(self, **kwargs: Any) -> Any:
-        """Build this architecture's config, naming any unknown argument in the error."""
-        known = {f.name for f in dataclasses.fields(self.config_cls)}
-        unknown = sorted(set(kwargs) - known)
+        """Build this architecture's config from constructor arguments of any origin (a variant, flags, a
+        ``config.json``), checked first: each must be of its field's type (JSON lists become tuples) and
+        within its bounds (:func:`arg`), ``scale`` one of :attr:`scales`.
+
+        Raises:
+            UnknownArchitectureError: an argument the architecture does not have (the error lists them).
+            UsageError: a value of the wrong type or out of bounds, or values that do not fit together.
+        """
+        fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(kwargs) - set(fields))
         if unknown:
             raise UnknownArchitectureError(
                 f"architecture '{self.name}' has no argument(s) {', '.join(unknown)}; "
-                f"it takes {', '.join(sorted(known))}"
+                f"it takes {', '.join(sorted(fields))}"
             )
-        return self.config_cls(**kwargs)
+        hints = typing.get_type_hints(self.config_cls)
+        try:
+            scale = kwargs.get("scale", fields["scale"].default)
+            if not isinstance(scale, int) or isinstance(scale, bool) or scale not in self.scales:
+                allowed = ", ".join(map(str, self.scales))
+                raise ValueError(f"scale must be one of {allowed}, not {_show(scale)}")
+            others = {k: v for k, v in kwargs.items() if k != "scale"}
+            checked = {k: _checked(k, hints[k], v, fields[k].metadata) for k, v in others.items()}
+            return self.config_cls(**checked, scale=scale)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"bad {self.name} configuration: {e}") from None
 
     def build(self, config: Any) -> nn.Module:
         """Build the network from a config of this architecture (random weights)."""
@@ -110,15 +171,21 @@ def register_arch(spec: ArchSpec, variants: list[Variant] | tuple[Variant, ...] 
     """Add an architecture and its named variants; a name used twice is a programming error."""
     if spec.name in _ARCHS:
         raise ValueError(f"architecture '{spec.name}' is registered twice")
-    names = {f.name for f in dataclasses.fields(spec.config_cls)}
-    if "scale" not in names:
-        raise ValueError(f"{spec.config_cls.__name__} needs a 'scale' field")
+    hints = typing.get_type_hints(spec.config_cls)
+    if hints.get("scale") is not int:
+        raise ValueError(f"{spec.config_cls.__name__} needs an int field 'scale'")
+    for f in dataclasses.fields(spec.config_cls):
+        numeric = hints[f.name] in (int, float) or typing.get_origin(hints[f.name]) is tuple
+        if f.name != "scale" and numeric and "range" not in f.metadata:
+            raise ValueError(f"{spec.config_cls.__name__}.{f.name} has no bounds: declare it with arg()")
     _ARCHS[spec.name] = spec
     for variant in variants:
         if variant.name in _VARIANTS or variant.name in _ARCHS and variant.name != spec.name:
             raise ValueError(f"variant '{variant.name}' is registered twice")
         if variant.arch != spec.name:
             raise ValueError(f"variant '{variant.name}' belongs to '{variant.arch}', not '{spec.name}'")
+        if not set(variant.scales) <= set(spec.scales):
+            raise ValueError(f"variant '{variant.name}' has scales {spec.name} does not support")
         spec.make_config(scale=variant.scales[0], **dict(variant.args))  # fail early on a bad variant
         _VARIANTS[variant.name] = variant
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import IncompatibleCheckpointError
-from .registry import ArchSpec, StateDict, Variant
+from .registry import ArchSpec, StateDict, Variant, arg
 
 Upsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
 ResiConnection = Literal["1conv", "3conv"]
@@ -65,18 +65,18 @@ class SwinIRConfig:
     """
 
     scale: int = 4
-    in_chans: int = 3
-    img_size: int = 48
-    window_size: int = 8
-    img_range: float = 1.0
-    depths: tuple[int, ...] = (6, 6, 6, 6, 6, 6)
-    embed_dim: int = 180
-    num_heads: tuple[int, ...] = (6, 6, 6, 6, 6, 6)
-    mlp_ratio: float = 2.0
+    in_chans: int = arg(3, 1, 4)
+    img_size: int = arg(48, 2, 4096)
+    window_size: int = arg(8, 1, 64)
+    img_range: float = arg(1.0, 0.01, 65535.0)
+    depths: tuple[int, ...] = arg((6, 6, 6, 6, 6, 6), 1, 32, max_len=16)
+    embed_dim: int = arg(180, 1, 4096)
+    num_heads: tuple[int, ...] = arg((6, 6, 6, 6, 6, 6), 1, 256, max_len=16)
+    mlp_ratio: float = arg(2.0, 0.01, 16.0)
     upsampler: Upsampler = "pixelshuffle"
     resi_connection: ResiConnection = "1conv"
-    num_feat: int = 64
-    drop_path_rate: float = 0.1
+    num_feat: int = arg(64, 1, 4096)
+    drop_path_rate: float = arg(0.1, 0.0, 0.99)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare and hash alike.
