@@ -46,3 +46,19 @@ def test_every_option_with_a_default_shows_it(command: str) -> None:
         default = param.default
         shown = ", ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
         assert f"default: {shown}" in text, (param.name, text)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_says_what_happens_without_it(command: str) -> None:
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    silent = [
+        param.name
+        for param in click_command.params
+        if param.param_type_name == "option"
+        and not getattr(param, "is_flag", False)
+        and not param.required
+        and not isinstance(param.show_default, str)
+        and param.default in (None, ())
+        and "default" not in (param.help or "").lower()
+    ]
+    assert not silent, silent

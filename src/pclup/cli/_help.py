@@ -110,6 +110,8 @@ class HelpCommand(TyperCommand):
             if param.secondary_opts:
                 names += " / " + ", ".join(param.secondary_opts)
             word = type_word(param)
+            if param.required:
+                extra.append("required")
             if _range_text(param):
                 extra.append(_range_text(param))
             if _default_text(param):

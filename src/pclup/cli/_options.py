@@ -17,7 +17,10 @@ ModelArg = Annotated[
 ]
 ScaleOpt = Annotated[
     int | None,
-    typer.Option("--scale", "-s", min=1, help="Scale to pick where the source holds several (super-image repos)."),
+    typer.Option(
+        "--scale", "-s", min=1, help="Scale to pick where the source holds several (super-image repos).",
+        show_default="the model's own",
+    ),
 ]
 
 

@@ -26,18 +26,21 @@ def bench(
     ] = ["Set5"],  # noqa: B006 - typer needs a literal default
     scales: Annotated[list[int], typer.Option("--scale", "-s", help="Scale(s); repeatable.")] = [4],  # noqa: B006
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder holding the named sets (else $PCLUP_DATA, else the Hub).")
+        Path | None, typer.Option("--data-dir", help="Folder holding the named sets.", show_default="$PCLUP_DATA, else the Hub")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures), auto, fp16, bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 (comparable figures), auto, fp16, bf16.")] = "fp32",
     tile: Annotated[str, typer.Option("--tile", "-t", help="Tile side, 'auto' or 0.")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="x8 self-ensemble.")] = False,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the averages as CSV here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.", show_default="no JSON")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the averages as CSV here.", show_default="no CSV")] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table instead of the rich table.")] = False,
-    save_images: Annotated[Path | None, typer.Option("--save-images", help="Write every SR output under this folder.")] = None,
+    save_images: Annotated[Path | None, typer.Option(
+        "--save-images", help="Write every SR output under this folder.", show_default="not written")] = None,
     compare: Annotated[
-        Path | None, typer.Option("--compare", help="Write a side-by-side PNG of crops where the models differ most.")
+        Path | None, typer.Option(
+            "--compare", help="Write a side-by-side PNG of crops where the models differ most.", show_default="none"
+        )
     ] = None,
     crop: Annotated[int, typer.Option("--crop", min=16, help="Crop side for --compare, in HR pixels.")] = 96,
 ) -> None:

@@ -15,33 +15,61 @@ from ._errors import Terminated, fail, handle_errors
 # pretrained weights. Their 600k iterations are scaled down to what a user's own folder of images wants.
 FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "steps": 20_000, "schedule": "cosine", "min_lr": 1e-7}
 FINETUNE_WARMUP = 500  # warm-up steps, at most a tenth of the run (a short run would never reach its rate)
+FINETUNE_OUT = "runs/finetune"
 
-Data = Annotated[list[Path] | None, typer.Option("--data", help="Folder(s) of HR training images (recursive); repeatable.")]
-Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale (default 4).")]
-Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl (default pcl).")]
-PclWeight = Annotated[float | None, typer.Option("--pcl-weight", help="lambda in L1 + lambda * L_CL (default 0.01).")]
-PclNoGrad = Annotated[bool | None, typer.Option("--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.", show_default=False)]
-Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.")]
-Batch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size (default 16).")]
-Patch = Annotated[int | None, typer.Option("--patch-size", min=4, help="LR patch side (default 48).")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
-ValSet = Annotated[str | None, typer.Option("--val-set", help="Validation set name or folder ('none' to skip; default Set5).")]
-DataDir = Annotated[str | None, typer.Option("--data-dir", help="Where named validation sets are found.")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/train or runs/finetune).")]
-Resume = Annotated[Path | None, typer.Option("--resume", help="Continue a run from its folder or checkpoint.")]
+
+def _d(name: str) -> str:
+    """A training setting's default as help shows it."""
+    from pclup.config import TrainConfig
+
+    return str(getattr(TrainConfig, name))
+
+
+def _ft(name: str) -> str:
+    """A fine-tuning setting's default as help shows it."""
+    return str({**FINETUNE_DEFAULTS, "out": FINETUNE_OUT}.get(name, _d(name)))
+
+
+Data = Annotated[list[Path] | None, typer.Option(
+    "--data", help="Folder(s) of HR training images (recursive); repeatable.", show_default="the recipe's data")]
+Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
+Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
+PclWeight = Annotated[float | None, typer.Option("--pcl-weight", help="lambda in L1 + lambda * L_CL.", show_default=_d("pcl_weight"))]
+PclNoGrad = Annotated[bool | None, typer.Option("--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.", show_default="--pcl-grad")]
+Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.", show_default=_d("steps"))]
+FtSteps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.", show_default=_ft("steps"))]
+Batch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size.", show_default=_d("batch_size"))]
+Patch = Annotated[int | None, typer.Option("--patch-size", min=4, help="LR patch side in pixels.", show_default=_d("patch_size"))]
+LR_HELP = "Peak learning rate (cosine schedule down to 1e-7)."
+Lr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_d("lr"))]
+FtLr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_ft("lr"))]
+ValSet = Annotated[str | None, typer.Option(
+    "--val-set", help="Validation set name or folder ('none' to skip).", show_default=_d("val_set"))]
+DataDir = Annotated[str | None, typer.Option(
+    "--data-dir", help="Where named validation sets are found.", show_default="$PCLUP_DATA, else the Hub")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.", show_default=_d("out"))]
+FtOut = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.", show_default=_ft("out"))]
+Resume = Annotated[Path | None, typer.Option(
+    "--resume", help="Continue a run from its folder or checkpoint.", show_default="a new run")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the run already in --out (its config, log, checkpoint and model only).")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed (default 0).")]
-Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the batches and the initial weights.", show_default=_d("seed"))]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.", show_default=_d("device"))]
 Precision = Annotated[str | None, typer.Option(
-    "--precision", help="auto (bf16 where the device computes it natively, else fp32), fp32 or bf16.")]
-Config = Annotated[Path | None, typer.Option("--config", help="TOML file of settings; flags override it.")]
-Workers = Annotated[int | None, typer.Option("--workers", min=0, help="Data-loader processes.")]
-Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off; default 0.999).")]
-GradClip = Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).")]
+    "--precision", help="auto (bf16 where the device computes it natively, else fp32), fp32 or bf16.",
+    show_default=_d("precision"))]
+Config = Annotated[Path | None, typer.Option(
+    "--config", help="TOML file of settings (a recipe); flags override it.", show_default="none")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", min=0, help="Data-loader processes (0: in the training process).", show_default=_d("workers"))]
+Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off).", show_default=_d("ema"))]
+GradClip = Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).", show_default=_d("grad_clip"))]
 Warmup = Annotated[int | None, typer.Option(
     "--warmup-steps", min=0,
-    help="Linear warm-up steps, fewer than --steps (finetune's default: a tenth of the steps, at most 500).")]
+    help="Linear warm-up steps, fewer than --steps.", show_default=_d("warmup_steps"))]
+FtWarmup = Annotated[int | None, typer.Option(
+    "--warmup-steps", min=0, help="Linear warm-up steps, fewer than --steps.",
+    show_default=f"a tenth of the steps, at most {FINETUNE_WARMUP}")]
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -126,7 +154,9 @@ def _run(
 
 @handle_errors
 def train_command(
-    data: Data = None, arch: Annotated[str | None, typer.Option("--arch", help="Architecture variant (see 'pclup models').")] = None,
+    data: Data = None,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Architecture variant (see 'pclup models').", show_default=_d("arch"))] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
     batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
     out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
@@ -146,12 +176,12 @@ def train_command(
 def finetune_command(
     data: Data = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub). "
-        "Default: the built-in default model of -s (default-x2, -x3, -x4).")] = None,
-    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
-    batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
-    out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
-    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
+        "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub).",
+        show_default="the built-in default model of -s: default-x2, -x3, -x4")] = None,
+    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: FtSteps = None,
+    batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None, val_set: ValSet = None, data_dir: DataDir = None,
+    out: FtOut = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
+    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: FtWarmup = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune a model on your own images with PCL (small learning rate, warm-up of at most a tenth of the
@@ -161,4 +191,4 @@ def finetune_command(
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
         device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
-    _run("finetune", overrides, config, resume, overwrite, base={**FINETUNE_DEFAULTS, "out": "runs/finetune"})
+    _run("finetune", overrides, config, resume, overwrite, base={**FINETUNE_DEFAULTS, "out": FINETUNE_OUT})
