@@ -241,3 +241,15 @@ def test_free_memory_on_the_cpu_is_portable(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=8 << 30, available=1 << 30))
     assert tiling.free_memory(torch.device("cpu")) == 1 << 30
     assert tiling.auto_tile(1000.0, torch.device("cpu")) == int((0.4 * (1 << 30) / 1000) ** 0.5) // 8 * 8
+
+
+def test_a_x1_compact_model_loads_from_its_folder_and_restores(tmp_path: Path) -> None:
+    """A restoration model (scale 1) saved as a model folder loads and upscales like any other."""
+    from pclup.loading import load_model
+
+    spec = get_arch("compact")
+    save_pretrained(spec.build(spec.make_config(scale=1, n_feats=8, n_convs=1)), tmp_path / "x1")
+    loaded = load_model(str(tmp_path / "x1"))
+    assert loaded.scale == 1
+    out = Upscaler(loaded, device="cpu", tile=0).upscale_tensor(torch.rand(1, 3, 12, 10), 2)
+    assert out.shape == (1, 3, 24, 20)

@@ -96,6 +96,7 @@ SPEC = ArchSpec(
     paper="Wang et al., Real-ESRGAN (SRVGGNetCompact design), ICCV-W 2021",
     detect=detect,
     infer_config=infer_config,
+    scales=tuple(range(1, 9)),  # PixelShuffle takes any factor; x1 is a restoration (denoise, deblur) model
 )
 
 VARIANTS = (
