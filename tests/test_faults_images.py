@@ -253,3 +253,19 @@ def test_a_x1_compact_model_loads_from_its_folder_and_restores(tmp_path: Path) -
     assert loaded.scale == 1
     out = Upscaler(loaded, device="cpu", tile=0).upscale_tensor(torch.rand(1, 3, 12, 10), 2)
     assert out.shape == (1, 3, 24, 20)
+
+
+def test_a_gray_model_upscales_each_channel_and_other_channel_counts_are_refused(tmp_path: Path) -> None:
+    """A 1-channel model upscales RGB channel by channel; a 2- or 4-channel model is refused in one line."""
+    from pclup.errors import IncompatibleCheckpointError
+
+    spec = get_arch("compact")
+    gray = spec.build(spec.make_config(scale=2, n_feats=8, n_convs=1, n_colors=1))
+    upscaler = Upscaler(LoadedModel(gray, "gray", "test"), device="cpu", tile=0)
+    x = torch.rand(1, 3, 10, 12)
+    out = upscaler.upscale_tensor(x)
+    assert out.shape == (1, 3, 20, 24)
+    assert torch.equal(out[:, 1:2], upscaler.upscale_tensor(x[:, 1:2]))
+    four = spec.build(spec.make_config(scale=2, n_feats=8, n_convs=1, n_colors=4))
+    with pytest.raises(IncompatibleCheckpointError, match="4-channel"):
+        Upscaler(LoadedModel(four, "four", "test"), device="cpu", tile=0)

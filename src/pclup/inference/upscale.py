@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import images
-from ..errors import ImageReadError, ImageWriteError, PclupError, UsageError
+from ..errors import ImageReadError, ImageWriteError, IncompatibleCheckpointError, PclupError, UsageError
 from ..loading import LoadedModel
+from ..models.registry import colour_channels
 from .device import pick_device, pick_precision, precision_name, to_channels_last
 from .tiling import auto_tile, bytes_per_pixel, gib, is_out_of_memory, not_enough_memory, run_tiled
 
@@ -90,6 +91,12 @@ class Upscaler:
             raise UsageError(f"--tile {self.tile} is too small (at least {MIN_TILE}, or 0 for no tiling)")
         if self.tile_overlap < 0:
             raise UsageError("--tile-overlap must be >= 0")
+        channels = colour_channels(self.loaded.model.config)
+        if channels not in (1, 3):
+            raise IncompatibleCheckpointError(
+                f"{self.loaded.name} takes {channels}-channel images; pclup upscales with 3-channel (RGB) "
+                "or 1-channel (gray) models"
+            )
         self.torch_device = pick_device(self.device)
         self.dtype = pick_precision(self.precision, self.torch_device, self.loaded.arch)
         model = self.loaded.model.eval().to(self.torch_device)
@@ -124,7 +131,8 @@ class Upscaler:
             else:
                 with torch.autocast(self.torch_device.type, dtype=self.dtype):
                     y = self.model(x)
-        return y.float().contiguous()
+        y = y.float().contiguous()
+        return y.clone() if y.is_inference() else y  # callers update it in place, outside inference mode
 
     def tile_for(self, h: int, w: int) -> int | None:
         """The tile side used for an ``h`` x ``w`` input: None when the whole image is one tile."""
@@ -191,7 +199,7 @@ class Upscaler:
         """Upscale ``x`` by ``scale`` (default: the model's).
 
         Args:
-            x: ``(1, C, H, W)`` float32 in [0, 1], C = the model's colour channels.
+            x: ``(1, C, H, W)`` float32 in [0, 1]; a 1-channel (gray) model upscales each channel alone.
             scale: Output factor, >= 1; the model runs ceil(log(scale)/log(model scale)) times (at least
                 once; once for a x1 model), then the result is resized to exactly
                 ``round(H*scale) x round(W*scale)``.
@@ -203,6 +211,8 @@ class Upscaler:
         Raises:
             PclupError: the output is too large for this computer's memory (checked before any work).
         """
+        if colour_channels(self.loaded.model.config) == 1 and x.shape[1] > 1:
+            return torch.cat([self.upscale_tensor(x[:, i : i + 1], scale, progress) for i in range(x.shape[1])], 1)
         scale = self.output_scale(scale)
         _, c, h, w = x.shape
         target = output_size(h, w, scale)
@@ -252,14 +262,16 @@ def upscale_image(
 ) -> images.Image:
     """Upscale a decoded image: colour through the model, alpha on its own path, metadata kept.
 
-    Gray images go through the model as RGB and come back gray; 16-bit images are processed at 16-bit
+    Gray images go through an RGB model as RGB and come back gray (a gray model upscales each colour
+    channel alone); 16-bit images are processed at 16-bit
     precision and stay 16-bit. Under fully transparent pixels the colour is first filled in from visible
     neighbours, so that no dark fringe bleeds into the edge of the visible area.
     """
     pixels = image.pixels
     if image.alpha is not None:
         pixels = images.prepare_rgb_for_alpha(pixels, image.alpha)
-    y = upscaler.upscale_tensor(images.to_tensor(pixels, expand_gray=True), scale, progress)
+    rgb_model = colour_channels(upscaler.loaded.model.config) == 3
+    y = upscaler.upscale_tensor(images.to_tensor(pixels, expand_gray=rgb_model), scale, progress)
     out = images.from_tensor(y, pixels.dtype, channels=pixels.shape[2])
     alpha = None if image.alpha is None else images.upscale_alpha(image.alpha, out.shape[0], out.shape[1])
     return dataclasses.replace(image, pixels=out, alpha=alpha)
