@@ -56,3 +56,15 @@ def tiny_model(arch: str, scale: int = 2) -> torch.nn.Module:
     spec = get_arch(arch)
     torch.manual_seed(0)
     return spec.build(spec.make_config(scale=scale, **TINY.get(arch, {})))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny x2 EDSR saved as a pclup model folder (one per test module)."""
+    from pclup.models import create_model
+    from pclup.weights import save_pretrained
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "tiny-x2"
+    save_pretrained(create_model("edsr", scale=2, n_resblocks=1, n_feats=8), folder)
+    return folder

@@ -9,23 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from pclup.cli import app
-from pclup.models import create_model
-from pclup.weights import save_pretrained
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny-x2"
-    save_pretrained(create_model("edsr", scale=2, n_resblocks=1, n_feats=8), folder)
-    return folder
 
 
 def _image(path: Path, size: tuple[int, int] = (12, 10)) -> Path:

@@ -35,23 +35,12 @@ from torch import Tensor, nn
 
 from . import rcan
 from .rcan import RCANTrunk
-from .registry import ArchSpec, Variant, arg
+from .registry import ArchSpec, Variant
 
 
 @dataclass(frozen=True)
-class HANConfig:
-    scale: int = 4
-    n_resgroups: int = arg(10, 1, 32)
-    n_resblocks: int = arg(20, 1, 128)
-    n_feats: int = arg(64, 1, 4096)
-    reduction: int = arg(16, 1, 4096)  # channel-attention bottleneck: n_feats // reduction channels
-    res_scale: float = arg(1.0, 0.0, 10.0)  # the authors' RCAB ignores it; 1 reproduces their network
-    n_colors: int = arg(3, 1, 4)
-    rgb_range: float = arg(255.0, 0.01, 65535.0)  # the network computes on [0, rgb_range]; HAN used 255
-    mean_shift: bool = True  # subtract the DIV2K mean at the input, add it back at the output
-
-    def __post_init__(self) -> None:
-        rcan.check_reduction(self.n_feats, self.reduction)
+class HANConfig(rcan.RCANConfig):
+    """HAN's hyper-parameters are RCAN's: the same trunk, with layer and channel-spatial attention on top."""
 
 
 class LayerAttention(nn.Module):
