@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from pclup.inference.upscale import Upscaler  # noqa: E402
-from pclup.loading import LoadedModel, load_model  # noqa: E402
 from pclup.models import create_model  # noqa: E402
+from pclup.weights import LoadedModel, load_model  # noqa: E402
 
 
 def main() -> None:

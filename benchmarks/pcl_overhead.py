@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from pclup.config import TrainConfig
+from pclup.config import config_from_mapping
 from pclup.training.loop import StepInfo, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int, disc_width: int) -> dict[str, object]:
     infos: list[StepInfo] = []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(data=(str(data),), arch=arch, scale=4, patch_size=patch, batch_size=batch, steps=steps + 1,
-                          loss=loss, val_set=None, out=tmp, precision="fp32", save_every=10**9, log_every=10**9,
-                          disc_width=disc_width, ema=0.0)
+        cfg = config_from_mapping(dict(
+            data=(str(data),), arch=arch, scale=4, patch_size=patch, batch_size=batch, steps=steps + 1,
+            loss=loss, val_set=None, out=tmp, precision="fp32", save_every=10**9, log_every=10**9,
+            disc_width=disc_width, ema=0.0))
         train(cfg, on_step=infos.append)
     timed = infos[1:]  # the first step pays for allocations and oneDNN primitive creation
     phases = sorted({k for i in timed for k in i.timings})

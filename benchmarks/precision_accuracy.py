@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from pclup import images  # noqa: E402
 from pclup.bench import load_hr  # noqa: E402
 from pclup.datasets import resolve_dataset  # noqa: E402
-from pclup.imresize import bicubic_downscale_uint8  # noqa: E402
-from pclup.inference.device import DTYPES  # noqa: E402
+from pclup.device import DTYPES  # noqa: E402
+from pclup.imresize import bicubic_downscale_uint8, mod_crop  # noqa: E402
 from pclup.inference.upscale import Upscaler  # noqa: E402
-from pclup.loading import LoadedModel, load_model  # noqa: E402
-from pclup.metrics import evaluate_pair, mod_crop  # noqa: E402
+from pclup.metrics import evaluate_pair  # noqa: E402
+from pclup.weights import LoadedModel, load_model  # noqa: E402
 
 BOUND = 0.5  # in 1/255 units
 

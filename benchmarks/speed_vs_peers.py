@@ -32,10 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _peers  # noqa: E402
 
-from pclup.checkpoints import canonicalize, model_from_state_dict, super_image_overrides  # noqa: E402
-from pclup.inference.device import cpu_has_native_bf16, pick_precision  # noqa: E402
+from pclup.device import cpu_has_native_bf16, pick_precision  # noqa: E402
 from pclup.inference.upscale import Upscaler  # noqa: E402
-from pclup.loading import LoadedModel  # noqa: E402
+from pclup.weights import LoadedModel, canonicalize, model_from_state_dict, super_image_overrides  # noqa: E402
 
 
 def peers() -> dict[str, tuple[torch.nn.Module, torch.nn.Module, float]]:

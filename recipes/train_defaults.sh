@@ -8,7 +8,7 @@
 #   bash recipes/train_defaults.sh stage1     # one phase: stage1 | study | stage2 | bench | ship
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${PCLUP_DATA:-../shared/data}
+DATA=${PCLUP_DATA:-../shared/data}  # the test sets: $PCLUP_DATA, else this project's data layout
 RUNS=runs/default
 mkdir -p "$RUNS"
 export OMP_NUM_THREADS=1
@@ -80,7 +80,7 @@ bench() {
 }
 
 # Which stage-2 weights ship: the study found PCL fine-tuning below L1 fine-tuning (docs/results.md), so the
-# defaults are the L1 fine-tunes, as the issue asks ("ship the better weights, saying which they are").
+# defaults are the L1 fine-tunes: the better weights ship, and their cards say which they are.
 
 # ship_plain S BENCH_COMMAND: the x2/x4 card (stage 1, then the L1 stage 2; the PCL stage 2 beside it)
 ship_plain() {

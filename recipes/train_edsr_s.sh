@@ -10,7 +10,7 @@
 #   bash recipes/train_edsr_s.sh stage1     # one phase: stage1 | stage1b | stage2 | stage2-l1 | bench | bench-l1 | ship
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${PCLUP_DATA:-../shared/data}
+DATA=${PCLUP_DATA:-../shared/data}  # the test sets: $PCLUP_DATA, else this project's data layout
 RUNS=runs/edsr-s
 mkdir -p "$RUNS"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}

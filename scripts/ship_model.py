@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from pclup import __version__  # noqa: E402
-from pclup.loading import load_model  # noqa: E402
 from pclup.models import count_parameters  # noqa: E402
-from pclup.weights import CONFIG_NAME, WEIGHTS_NAME  # noqa: E402
+from pclup.weights import CONFIG_NAME, WEIGHTS_NAME, load_model  # noqa: E402
 
 SETS = ("Set5", "Set14", "B100", "Urban100")
 # FSRCNN (Dong et al., ECCV 2016), PSNR on Y as tabulated by later papers (e.g. VDSR, LapSRN).
@@ -35,7 +34,7 @@ FSRCNN = {
 # Published rows to print beside ours: (column title, {scale: {set: (psnr, ssim or None)}}).
 PUBLISHED = {
     "fsrcnn": [("FSRCNN (published PSNR)", {s: {k: (v, None) for k, v in row.items()} for s, row in FSRCNN.items()})],
-    # The PCL paper's main table, x4 (Wu, Jiang, Liu, TNNLS 2023; ../shared/docs/PCL-METHOD.md section 6.1).
+    # The PCL paper's main table, x4 (Wu, Jiang, Liu, TNNLS 2023; docs/method.md, "References").
     "edsr-s": [
         ("paper EDSR-S", {4: {"Set5": (32.09, 0.8938), "Set14": (28.58, 0.7813), "B100": (27.57, 0.7357),
                               "Urban100": (26.04, 0.7849)}}),
@@ -44,7 +43,7 @@ PUBLISHED = {
     ],
 }
 DATA_TERMS = (
-    "Trained on T91, BSD200 (BSDS300 train split) and General100 from `../shared/data/train`. The BSDS "
+    "Trained on T91, BSD200 (BSDS300 train split) and General100, 391 HR images in all. The BSDS "
     "images are for non-commercial research and educational use (UC Berkeley); the other sets state no "
     "terms. The weights are released with pclup under its MIT licence; whether a dataset's terms reach "
     "weights trained on it is not settled law: check before commercial use."

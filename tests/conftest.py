@@ -51,11 +51,14 @@ def data_dir(needs: str = "Set5") -> Path:
 
 
 def tiny_model(arch: str, scale: int = 2) -> torch.nn.Module:
+    """``arch`` in its TINY configuration; a test fails for an architecture that has none."""
     from pclup.models import get_arch
 
+    if arch not in TINY:
+        pytest.fail(f"no tiny configuration for {arch}: add one to TINY in tests/conftest.py")
     spec = get_arch(arch)
     torch.manual_seed(0)
-    return spec.build(spec.make_config(scale=scale, **TINY.get(arch, {})))
+    return spec.build(spec.make_config(scale=scale, **TINY[arch]))
 
 
 @pytest.fixture(scope="module")

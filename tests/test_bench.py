@@ -27,6 +27,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pclup", "bench", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_set5_bicubic_matches_the_papers(tmp_path: Path) -> None:
     """Acceptance: bicubic x4 on Set5 gives 28.42 dB / 0.8104 (EDSR, RCAN papers) within 0.01 / 0.001."""
     out = tmp_path / "out.json"
@@ -55,6 +56,7 @@ def hr_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_several_models_and_scales_with_pictures(hr_folder: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     save_pretrained(create_model("edsr", scale=2, n_resblocks=1, n_feats=8), tmp_path / "tiny-x2")
@@ -76,6 +78,7 @@ def test_several_models_and_scales_with_pictures(hr_folder: Path, tmp_path: Path
     assert grid.width > 3 * 16 * 2 and grid.height > 2 * 16 * 2  # HR, bicubic, model; two rows (x2, x3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "expect", "codes"),
     [

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from pclup.checkpoints import canonicalize, detect_arch, load_checkpoint
 from pclup.errors import IncompatibleCheckpointError, UnknownModelError
-from pclup.loading import load_model
 from pclup.models import get_arch
+from pclup.weights import load_model
+from pclup.weights.foreign import canonicalize, detect_arch, load_foreign
 
 
 def test_canonicalize_prefers_ema_and_strips_prefixes() -> None:
@@ -27,7 +27,7 @@ def test_unknown_architecture_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "mystery.pth"
     torch.save({"params": {"encoder.conv.weight": torch.zeros(4, 3, 3, 3)}}, path)
     with pytest.raises(IncompatibleCheckpointError) as e:
-        load_checkpoint(path)
+        load_foreign(path)
     message = str(e.value)
     assert "\n" not in message and "mystery.pth" in message and "unknown architecture" in message
 

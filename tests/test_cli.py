@@ -25,6 +25,7 @@ def _pclup(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow
 def test_help_and_version_do_not_import_torch() -> None:
     for args in (["--help"], ["--version"]):
         run = subprocess.run(
@@ -64,6 +65,7 @@ class _Exploit:
         return (os.system, ("echo pwned",))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["unknown-name", "unknown-arch", "truncated", "evil-pickle", "offline-hub"])
 def test_bad_models_give_one_line_and_non_zero_exit(case: str, tmp_path: Path) -> None:
     if case == "unknown-name":

@@ -18,7 +18,6 @@ from pclup.data import (
     default_workers,
     make_loader,
     unaugment,
-    validation_pairs,
 )
 from pclup.errors import UsageError
 from pclup.imresize import bicubic_downscale_uint8
@@ -314,13 +313,3 @@ def test_spawn_workers_give_identical_batches(images: TrainImages) -> None:
     assert images.is_shared
     for step, (lr, hr) in enumerate(got):
         assert torch.equal(lr, batches[step][0]) and torch.equal(hr, batches[step][1])
-
-
-def test_validation_pairs(tmp_path: Path) -> None:
-    a = _save(tmp_path / "a.png", _noise(35, 50, 1))
-    b = _save(tmp_path / "b.png", _noise(24, 27, 2, channels=1))
-    pairs = validation_pairs([a, b], 3)
-    assert [(h.shape, lr.shape) for h, lr in pairs] == [((33, 48, 3), (11, 16, 3)), ((24, 27, 3), (8, 9, 3))]
-    for hr, lr in pairs:
-        assert hr.dtype == lr.dtype == np.uint8
-        np.testing.assert_array_equal(lr, bicubic_downscale_uint8(np.ascontiguousarray(hr), 3))

@@ -16,8 +16,9 @@ from PIL import Image
 from conftest import data_dir
 from pclup.bench import benchmark
 from pclup.errors import ModelFileError
-from pclup.loading import _load_pretrained, load_model
-from pclup.models.zoo import PACKAGE_DIR, Pretrained, default_model_name, list_pretrained
+from pclup.weights import Pretrained, default_model_name, list_pretrained, load_model
+from pclup.weights.catalogue import PACKAGE_DIR
+from pclup.weights.loader import _load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = [p for p in list_pretrained() if p.packaged]
@@ -70,6 +71,7 @@ def test_a_packaged_model_without_its_files_is_a_clear_error() -> None:
         _load_pretrained(missing)
 
 
+@pytest.mark.slow
 def test_upscale_with_no_model_flag_uses_the_default_offline(tmp_path: Path) -> None:
     """Acceptance: `pclup upscale IMG -s 4` in a process whose Hub cache is empty and offline."""
     rng = np.random.default_rng(0)
@@ -88,6 +90,7 @@ def test_upscale_with_no_model_flag_uses_the_default_offline(tmp_path: Path) -> 
     assert not (tmp_path / "empty-hf" / "hub").exists() or not any((tmp_path / "empty-hf" / "hub").iterdir())
 
 
+@pytest.mark.slow
 def test_models_command_lists_the_defaults_as_local() -> None:
     run = subprocess.run([sys.executable, "-m", "pclup", "models", "--json"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -97,6 +100,7 @@ def test_models_command_lists_the_defaults_as_local() -> None:
         assert rows[f"default-x{scale}"]["source"] == f"pclup:{PACKAGE_DIR}/default-x{scale}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_defaults_match_fsrcnn_on_set5_and_set14(scale: int) -> None:
     """Acceptance (in part; B100 and Urban100 take minutes and are in docs/results.md)."""
@@ -105,6 +109,7 @@ def test_defaults_match_fsrcnn_on_set5_and_set14(scale: int) -> None:
         assert r.psnr >= FSRCNN[scale][r.dataset], (r.dataset, r.psnr)
 
 
+@pytest.mark.slow
 def test_the_edsr_s_pcl_built_in_loads_and_beats_the_default_x4_on_set5_and_set14() -> None:
     """Acceptance (in part; B100 and Urban100 take minutes on a CPU and are in docs/results.md)."""
     loaded = load_model("edsr-s-pcl-x4")
@@ -116,6 +121,7 @@ def test_the_edsr_s_pcl_built_in_loads_and_beats_the_default_x4_on_set5_and_set1
         assert psnr[("edsr-s-pcl-x4", s)] > psnr[("default-x4", s)], (s, psnr)
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_packaged_models(tmp_path: Path) -> None:
     """A non-editable install (pip install pclup, pipx) gets the weights: they are package data."""
     pytest.importorskip("setuptools")

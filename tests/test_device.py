@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from pclup import device as dev
 from pclup.errors import UsageError
-from pclup.inference import device as dev
 from pclup.models import get_arch
 
 

@@ -264,7 +264,7 @@ def test_bench_meets_a_hostile_archive_with_one_line_every_time(tmp_path: Path) 
 
 @pytest.fixture
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from pclup.hub import hub_reachable
+    from pclup.weights.hub import hub_reachable
 
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUEST_METHOD"):
         monkeypatch.delenv(name, raising=False)
@@ -287,7 +287,7 @@ def test_the_hub_probe_goes_through_the_proxy_unless_no_proxy_covers_the_host(
 ) -> None:
     from huggingface_hub import constants
 
-    from pclup.hub import hub_reachable
+    from pclup.weights.hub import hub_reachable
 
     monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # unresolvable: only the proxy answers
     with socket.socket() as proxy:

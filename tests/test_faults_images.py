@@ -24,9 +24,8 @@ from PIL import ImageCms
 from pclup import images
 from pclup.inference import tiling
 from pclup.inference.upscale import Upscaler, resize, upscale_file
-from pclup.loading import LoadedModel
 from pclup.models import create_model, get_arch
-from pclup.weights import save_pretrained
+from pclup.weights import LoadedModel, save_pretrained
 
 
 def _upscaler(scale: int = 2, tile: int | str = 0) -> Upscaler:
@@ -245,7 +244,7 @@ def test_free_memory_on_the_cpu_is_portable(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_a_x1_compact_model_loads_from_its_folder_and_restores(tmp_path: Path) -> None:
     """A restoration model (scale 1) saved as a model folder loads and upscales like any other."""
-    from pclup.loading import load_model
+    from pclup.weights import load_model
 
     spec = get_arch("compact")
     save_pretrained(spec.build(spec.make_config(scale=1, n_feats=8, n_convs=1)), tmp_path / "x1")

@@ -40,19 +40,29 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+def _settings(data: Path, out: Path, **kw: object) -> dict[str, object]:
+    """The settings of a tiny run, by their flat names."""
     base = dict(data=(str(data),), arch="compact", arch_args={"n_feats": 8, "n_convs": 1}, scale=2,
                 patch_size=8, batch_size=2, steps=3, val_set=None, out=str(out), log_every=1, save_every=1000,
                 loss="l1", precision="fp32", lr=1e-3, ema=0.9)
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return {**base, **kw}
+
+
+def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
+    return config_from_mapping(_settings(data, out, **kw))
 
 
 def _recipe(tmp_path: Path, data: Path, **kw: object) -> Path:
-    """A TOML recipe of a tiny run (flags may override it)."""
+    """A TOML recipe of a tiny run (flags may override it), in the flat form of earlier versions: one
+    ``key = value`` line per setting."""
+    values = _settings(data, tmp_path / "run", **{"steps": 2, **kw})
+    rows = [f"{k} = {json.dumps('' if v is None else v)}" for k, v in values.items()
+            if not isinstance(v, dict)]
+    for name, table in values.items():
+        if isinstance(table, dict):
+            rows += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items())]
     path = tmp_path / "recipe.toml"
-    text = to_toml(_cfg(data, tmp_path / "run", **{"steps": 2, **kw}))
-    path.write_text(text)
+    path.write_text("\n".join(rows) + "\n")
     return path
 
 
@@ -211,7 +221,8 @@ def test_finetune_warm_up_fits_a_short_run_and_is_said(data: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "20 steps (warm-up 2)" in result.output
     cfg = resolve_config(tmp_path / "ft" / "config.toml", {})
-    assert cfg.warmup_steps == 2 and max(lr_at(step, cfg) for step in range(20)) == pytest.approx(5e-5)
+    assert cfg.optim.warmup_steps == 2
+    assert max(lr_at(step, cfg.optim) for step in range(20)) == pytest.approx(5e-5)
     result = runner.invoke(app, [*args, "--warmup-steps", "20", "--out", str(tmp_path / "ft2")])
     assert result.exit_code == 2
     assert "warmup_steps (20) must be fewer than steps (20)" in _one_error_line(result.output)
@@ -265,7 +276,7 @@ def test_finetune_without_a_model_starts_from_the_default_of_the_scale(data: Pat
 
 
 def test_auto_training_precision_ignores_emulated_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pclup.inference.device import pick_precision
+    from pclup.device import pick_precision
     from pclup.models import get_arch
 
     # V100 (compute capability 7.0) emulates bfloat16: torch can make bf16 tensors on it; A100 (8.0) has it
@@ -285,7 +296,9 @@ def test_auto_training_precision_ignores_emulated_bf16(monkeypatch: pytest.Monke
 
 
 def test_recipes_with_control_characters_read_back() -> None:
-    cfg = TrainConfig(data=("a\nb", 'q"uote\\', "tab\there", "\x01\x7f\r\b\f é"), out="x\ny", init="c:\\m")
+    cfg = config_from_mapping(
+        dict(data=("a\nb", 'q"uote\\', "tab\there", "\x01\x7f\r\b\f é"), out="x\ny", init="c:\\m")
+    )
     text = to_toml(cfg)
     assert config_from_mapping(tomllib.loads(text)) == cfg
 

@@ -26,9 +26,8 @@ from typer.testing import CliRunner
 from conftest import tiny_model
 from pclup.cli import app
 from pclup.errors import IncompatibleCheckpointError, ModelFileError, UnsafeCheckpointError
-from pclup.loading import load_model
 from pclup.models import swinir
-from pclup.weights import load_pretrained, read_state_dict, save_pretrained
+from pclup.weights import load_model, load_pretrained, read_state_dict, save_pretrained
 
 runner = CliRunner()
 

@@ -16,9 +16,8 @@ from _hub_cache import add_repo_files, commit_hash
 from conftest import tiny_model
 
 from pclup.errors import HubError
-from pclup.hub import parse_repo_id
-from pclup.loading import load_model
-from pclup.weights import save_pretrained
+from pclup.weights import load_model, save_pretrained
+from pclup.weights.hub import parse_repo_id
 
 
 def _pclup_repo_files(model: torch.nn.Module, tmp: Path) -> dict[str, bytes]:
@@ -87,6 +86,7 @@ def test_offline_and_not_cached_names_the_repo() -> None:
     assert "nobody/not-cached@v2" in message and "offline" in message and "HF_HUB_OFFLINE" in message
 
 
+@pytest.mark.slow
 def test_cli_loads_from_the_cache_in_a_fresh_process(hub_cache: Path, tmp_path: Path) -> None:
     add_repo_files(hub_cache, "acme/cli-test", _pclup_repo_files(tiny_model("edsr", 3), tmp_path), commit_hash("c"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -32,12 +32,14 @@ from pclup.images import (
     Image,
     choose_extension,
     from_tensor,
+    png_tiff,
     prepare_rgb_for_alpha,
     read_image,
     to_tensor,
     upscale_alpha,
     write_image,
 )
+from pclup.images import write as image_write
 
 RNG = np.random.default_rng(20240601)
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -437,7 +439,7 @@ def test_png16_writer_matches_an_independent_decoder(tmp_path: Path) -> None:
         a = (smooth + RNG.integers(0, 300, (12, 40, c))).clip(0, 65535).astype(np.uint16)
         a[6:] = _rand((6, 40, c), np.uint16)
         buf = io.BytesIO()
-        images._write_png(buf, a[:, :, : 1 if c < 3 else 3], None if c in (1, 3) else a[:, :, -1])
+        png_tiff.write_png(buf, a[:, :, : 1 if c < 3 else 3], None if c in (1, 3) else a[:, :, -1])
         decoded, filters = _decode_png_py(buf.getvalue())
         np.testing.assert_array_equal(decoded, a)
         assert len(filters) > 1  # the adaptive filter choice is exercised
@@ -678,6 +680,17 @@ def test_choose_extension_size_and_errors() -> None:
         choose_extension(_img("PNG"), "gif")
 
 
+def test_choose_extension_from_the_format_alone() -> None:
+    """Before decoding, ``auto`` keeps a format only where every file of it fits (a BMP may hold alpha)."""
+    formats = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", None)
+    want = ["png", "jpg", "webp", "tif", "png", "png", "png"]
+    assert [choose_extension(f, "auto") for f in formats] == want
+    assert choose_extension("WEBP", "auto", size=(16384, 10)) == "png"
+    assert choose_extension("JPEG", "auto", size=(10, 65535)) == "jpg"
+    assert choose_extension("JPEG", "auto", size=(10, 65536)) == "png"
+    assert choose_extension(None, ".TIFF") == "tif"
+
+
 # --------------------------------------------------------------------------------------------------
 # Bad input
 
@@ -790,7 +803,7 @@ def test_permission_denied_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     def deny(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(images.os, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(ImageWriteError) as exc:
         write_image(Image(_rand((4, 4, 3))), tmp_path / "o.png")
     _assert_one_line(exc, tmp_path / "o.png", "permission denied")
@@ -829,7 +842,7 @@ def test_own_writer_failure_halfway_leaves_nothing(
     def broken_zlib(*args: object, **kwargs: object) -> bytes:
         raise MemoryError
 
-    monkeypatch.setattr(images.zlib, "compressobj" if ext == "png" else "compress", broken_zlib)
+    monkeypatch.setattr(zlib, "compressobj" if ext == "png" else "compress", broken_zlib)
     with pytest.raises(ImageWriteError) as exc:
         write_image(Image(_rand((4, 4, 3), np.uint16)), tmp_path / f"o.{ext}")
     _assert_one_line(exc, tmp_path / f"o.{ext}", "memory")
@@ -840,7 +853,7 @@ def test_disk_full_during_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(images.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(ImageWriteError) as exc:
         write_image(Image(_rand((4, 4, 3))), tmp_path / "o.png")
     _assert_one_line(exc, tmp_path / "o.png", "no space left on device")
@@ -851,8 +864,8 @@ def test_interrupt_propagates_and_cleans_up(tmp_path: Path, monkeypatch: pytest.
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images, "_encode_png", interrupted)
-    monkeypatch.setitem(images._ENCODERS, "PNG", interrupted)
+    monkeypatch.setattr(image_write, "_encode_png", interrupted)
+    monkeypatch.setitem(image_write._ENCODERS, "PNG", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_image(Image(_rand((4, 4, 3))), tmp_path / "o.png")
     assert _names(tmp_path) == set()
@@ -868,7 +881,7 @@ def test_write_goes_through_a_hidden_temp_file_and_gets_normal_permissions(
         seen.append((str(src), str(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(images.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     out = tmp_path / "photo.png"
     write_image(Image(_rand((4, 4, 3))), out)
     (src, dst), = seen

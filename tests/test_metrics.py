@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pclup.metrics import ROUND_Y_DEFAULT, evaluate_pair, mod_crop, psnr, rgb_to_y, ssim, ssim_torch
+from pclup.imresize import mod_crop
+from pclup.metrics import ROUND_Y_DEFAULT, evaluate_pair, psnr, rgb_to_y, ssim, ssim_torch
 
 
 def _images(seed: int = 0, shape=(40, 48, 3)) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import torch
 
 from pclup.inference.tiling import Span, axis_weights, plan_axis, run_tiled
 from pclup.inference.upscale import Upscaler
-from pclup.loading import LoadedModel
+from pclup.weights import LoadedModel
 from pclup.models import create_model
 
 

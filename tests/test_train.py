@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pclup.config import TrainConfig
+from pclup.config import TrainConfig, config_from_mapping
 from pclup.errors import ModelFileError, UsageError
 from pclup.training.checkpoint import load_checkpoint
 from pclup.training.loop import TrainingDiverged, train
@@ -45,7 +45,7 @@ def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
                 batch_size=2, steps=3, val_set=None, out=str(out), log_every=1, save_every=1000, disc_width=8,
                 precision="fp32", lr=1e-3, ema=0.9)
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return config_from_mapping(base)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -136,6 +136,7 @@ def test_bad_resume_and_bad_data(data: Path, tmp_path: Path) -> None:
     assert "no usable training image" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_train_then_upscale(data: Path, tmp_path: Path) -> None:
     env = {**os.environ}
     run = subprocess.run(
@@ -153,6 +154,7 @@ def test_cli_train_then_upscale(data: Path, tmp_path: Path) -> None:
     assert Image.open(tmp_path / "up" / "0_x2.png").size == (144, 128)
 
 
+@pytest.mark.slow
 def test_ddp_on_gloo_two_processes(data: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "ddp.toml"
     cfg.write_text(
@@ -168,6 +170,7 @@ def test_ddp_on_gloo_two_processes(data: Path, tmp_path: Path) -> None:
     assert load_pretrained(tmp_path / "run" / "model").config.scale == 2
 
 
+@pytest.mark.slow
 def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, tmp_path: Path) -> None:
     from pclup.models import create_model
     from pclup.weights import save_pretrained
@@ -182,3 +185,31 @@ def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, 
     config = (tmp_path / "ft" / "config.toml").read_text()
     assert "lr = 5e-05" in config and f'init = "{tmp_path / "start"}"' in config
     assert load_pretrained(tmp_path / "ft" / "model").config.n_feats == 8
+
+
+def test_a_run_folder_of_an_earlier_version_resumes(data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pclup.cli import app
+
+    settings = dict(data=[str(data)], arch="compact", scale=2, patch_size=8, batch_size=2, steps=4,
+                    val_set="", out=str(tmp_path / "old"), log_every=1, save_every=2, disc_width=8,
+                    precision="fp32", lr=1e-3, ema=0.9, arch_args={"n_feats": 8, "n_convs": 1})
+    straight: list[dict[str, float]] = []
+    new = config_from_mapping({**settings, "out": str(tmp_path / "new")})
+    train(new, on_step=lambda i: straight.append(i.losses))
+
+    def stop_at_2(info) -> None:  # type: ignore[no-untyped-def]
+        if info.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config_from_mapping(settings), on_step=stop_at_2)
+    flat = [f"{k} = {json.dumps(v)}" for k, v in settings.items() if k != "arch_args"]  # earlier versions'
+    flat += ["[arch_args]", "n_feats = 8", "n_convs = 1", ""]
+    (tmp_path / "old" / "config.toml").write_text("\n".join(flat))
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "old")])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (tmp_path / "old" / "log.jsonl").read_text().splitlines()]
+    assert [{k: r[k] for k in ("l1", "cl", "d")} for r in log] == straight
+    assert "[optim]\nsteps = 4\n" in (tmp_path / "old" / "config.toml").read_text()  # the new form

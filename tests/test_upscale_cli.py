@@ -129,6 +129,7 @@ def test_hard_alpha_edge_has_no_dark_halo(model_dir: Path, tmp_path: Path) -> No
     assert np.abs(out.pixels.astype(int) - reference)[visible].max() <= 1
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_alone_with_one_line_each(model_dir: Path, tmp_path: Path) -> None:
     good = _png(tmp_path / "good.png")
     empty = tmp_path / "empty.png"
@@ -148,6 +149,7 @@ def test_bad_inputs_fail_alone_with_one_line_each(model_dir: Path, tmp_path: Pat
     assert sorted(p.name for p in out.iterdir()) == ["good_x2.png"]  # no partial or temporary files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "code", "expect"),
     [
@@ -191,3 +193,33 @@ def test_never_overwrites_an_input(model_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "overwrite the input" in json.loads(result.stdout)["files"][0]["error"]
     assert src.read_bytes() == before
+
+
+def test_what_the_output_format_cannot_hold_is_said(model_dir: Path, tmp_path: Path) -> None:
+    src = _png(tmp_path / "logo.png", mode="RGBA")
+    out = tmp_path / "out"
+    args = ["upscale", str(src), "-m", str(model_dir), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--ext", "jpg"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    note = "JPEG has no transparency: the image was flattened onto white"
+    assert f"note {out / 'logo_x2.jpg'}: {note}" in " ".join(result.stderr.split())
+    result = runner.invoke(app, [*args, "--ext", "jpg", "--json", "--overwrite"])
+    assert json.loads(result.stdout)["files"][0]["notes"] == [note]
+    result = runner.invoke(app, [*args, "--json"])  # PNG holds it all
+    assert json.loads(result.stdout)["files"][0]["notes"] == []
+
+
+def test_auto_ext_leaves_webp_when_the_output_is_too_wide_for_it(tmp_path: Path) -> None:
+    from pclup.models import create_model
+    from pclup.weights import save_pretrained
+
+    model = save_pretrained(create_model("compact", scale=1, n_feats=8, n_convs=1), tmp_path / "x1")
+    src = tmp_path / "strip.webp"
+    PILImage.fromarray(np.full((1, 100, 3), 128, np.uint8)).save(src)  # x170: 17000 wide, WebP holds 16383
+    result = runner.invoke(app, ["upscale", str(src), "-m", str(model), "-s", "170", "--json"])
+    assert result.exit_code == 0, result.output
+    file = json.loads(result.stdout)["files"][0]
+    assert file["status"] == "ok" and file["output"] == str(tmp_path / "strip_x170.png")
+    assert file["output_size"] == [17000, 170]
+    result = runner.invoke(app, ["upscale", str(src), "-m", str(model), "-s", "160", "--json"])  # 16000: WebP
+    assert json.loads(result.stdout)["files"][0]["output"] == str(tmp_path / "strip_x160.webp")

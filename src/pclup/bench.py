@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,8 +22,11 @@ from . import images
 from ._version import __version__
 from .datasets import Dataset, resolve_dataset
 from .errors import UsageError
-from .imresize import bicubic_downscale_uint8, bicubic_upscale_uint8
-from .metrics import evaluate_pair, mod_crop
+from .imresize import bicubic_downscale_uint8, bicubic_upscale_uint8, mod_crop
+from .metrics import evaluate_pair
+
+if TYPE_CHECKING:
+    from .inference.upscale import Upscaler
 
 BICUBIC = "bicubic"
 
@@ -98,10 +102,40 @@ def load_hr(path: Path) -> np.ndarray:
     image = images.read_image(path)
     pixels = image.pixels
     if pixels.dtype != np.uint8:
-        pixels = (pixels.astype(np.float64) * 255 / 65535).round().astype(np.uint8)
+        pixels = images.to_uint8(pixels)
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels)
+
+
+def load_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hr, lr)`` of one test image under the protocol: HR mod-cropped to ``scale``, LR by MATLAB's bicubic.
+
+    Raises:
+        UsageError: an image too small to keep pixels after the ``scale``-pixel border is cut.
+    """
+    hr = mod_crop(load_hr(path), scale)
+    if min(hr.shape[:2]) <= 2 * scale:
+        raise UsageError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{scale} (border {scale})")
+    return hr, bicubic_downscale_uint8(hr, scale)
+
+
+def super_resolve(up: Upscaler | None, lr: np.ndarray, scale: int) -> np.ndarray:
+    """``lr`` upscaled by ``up`` (None: MATLAB's bicubic), rounded to 8 bits as the protocol scores it."""
+    if up is None:
+        return bicubic_upscale_uint8(lr, scale)
+    return images.from_tensor(up.upscale_tensor(images.to_tensor(lr)), np.uint8)
+
+
+def score(up: Upscaler, pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int) -> tuple[float, float]:
+    """Mean PSNR and SSIM (Y) of one model on a set of ``(hr, lr)`` pairs (:func:`load_pair`), the figures
+    :func:`benchmark` reports for it."""
+    psnr = ssim = 0.0
+    for hr, lr in pairs:
+        p, s = evaluate_pair(super_resolve(up, lr, scale), hr, scale)
+        psnr += p
+        ssim += s
+    return psnr / len(pairs), ssim / len(pairs)
 
 
 def _crop_score(a: np.ndarray, b: np.ndarray, size: int) -> tuple[float, int, int]:
@@ -139,11 +173,12 @@ def benchmark(
     """Evaluate every model on every set at every scale.
 
     Args:
-        models: Model specs (see :func:`pclup.loading.load_model`) or ``"bicubic"``. A spec that names a
+        models: Model specs (see :func:`pclup.weights.load_model`) or ``"bicubic"``. A spec that names a
             model of one scale is evaluated only at that scale; multi-scale specs (variants such as
             ``edsr-s``, super-image repos) at each requested scale.
         sets: Named sets (Set5, Set14, B100, Urban100, Manga109) or folders of HR images.
         scales: Integer scales.
+        tile: ``"auto"``, 0 (no tiling) or a tile side in pixels, as a number or text.
         precision: ``fp32`` by default so that figures are comparable; ``auto`` measures what users get.
         save_images: Folder for the SR outputs (``<dir>/<set>/x<s>/<model>/<image>.png``).
         compare_crop: Side in HR pixels of the crops kept for :class:`Comparison` (None: none kept).
@@ -152,9 +187,10 @@ def benchmark(
     Returns:
         Averages, per-image figures and, with ``compare_crop``, one comparison per set and scale.
     """
-    from .inference.upscale import Upscaler
-    from .loading import load_model
+    from .inference.upscale import Upscaler, parse_tile
+    from .weights import load_model
 
+    tile = parse_tile(tile)
     if not models:
         raise UsageError("no model given (-m); use -m bicubic for the baseline")
     for s in scales:
@@ -183,17 +219,11 @@ def benchmark(
             totals = {name: [0.0, 0.0, 0.0, 0.0] for name in upscalers}  # psnr, ssim, seconds, megapixels
             comparison = Comparison(ds.name, scale, "", (0, 0, 0, 0)) if compare_crop else None
             for index, path in enumerate(ds.files):
-                hr = mod_crop(load_hr(path), scale)
-                if min(hr.shape[:2]) <= 2 * scale:
-                    raise UsageError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{scale} (border {scale})")
-                lr = bicubic_downscale_uint8(hr, scale)
+                hr, lr = load_pair(path, scale)
                 outputs: dict[str, np.ndarray] = {}
                 for name, up in upscalers.items():
                     start = time.perf_counter()
-                    if up is None:
-                        sr = bicubic_upscale_uint8(lr, scale)
-                    else:
-                        sr = images.from_tensor(up.upscale_tensor(images.to_tensor(lr)), np.uint8)
+                    sr = super_resolve(up, lr, scale)
                     seconds = time.perf_counter() - start
                     psnr, ssim = evaluate_pair(sr, hr, scale)
                     t = totals[name]

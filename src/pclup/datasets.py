@@ -1,10 +1,11 @@
 """The standard test sets (Set5, Set14, B100, Urban100, Manga109) and folders of HR images.
 
-A named set is looked up, in order, in ``--data-dir``, in ``$PCLUP_DATA``, in ``../shared/data`` beside
-the working directory, and finally on the Hugging Face Hub: the dataset repos ``eugenesiow/<Set>`` hold
-``data/<Set>_HR.tar.gz``, which is downloaded into the Hub cache and extracted once next to it. A test set
-is plain image files, so extraction writes regular files only, by pclup's own code: an archive holding a
-link, a device, a pipe, or a name that leaves its folder is refused whole (see :func:`extract_tarball`).
+A named set is looked up, in order, in ``--data-dir``, in ``$PCLUP_DATA``, in a ``shared/data`` folder
+beside the working directory (developers: beside the source checkout, run from its root), and finally on
+the Hugging Face Hub: the dataset repos ``eugenesiow/<Set>`` hold ``data/<Set>_HR.tar.gz``, which is
+downloaded into the Hub cache and extracted once next to it. A test set is plain image files, so extraction
+writes regular files only, by pclup's own code: an archive holding a link, a device, a pipe, or a name that
+leaves its folder is refused whole (see :func:`extract_tarball`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import HubError, PclupError, UsageError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from .images import IMAGE_SUFFIXES, image_files
 
 # canonical name -> (folder names tried under a data dir, Hub dataset repo, archive inside it)
 KNOWN_SETS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -49,17 +49,6 @@ def canonical_name(name: str) -> str | None:
     if key in ALIASES:
         return ALIASES[key]
     return next((k for k in KNOWN_SETS if k.lower() == key), None)
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Images anywhere below ``folder`` (hidden files and folders skipped), sorted by relative path."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
 
 
 def data_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
@@ -107,7 +96,7 @@ def hub_dataset(name: str, searched: list[Path]) -> Path:
     A folder that :func:`extract_tarball` did not finish (no ``.complete`` marker, or one written by an
     older extractor that followed links) is removed and extracted again.
     """
-    from .hub import hub_file
+    from .weights import hub_file
 
     _, repo_id, archive = KNOWN_SETS[name]
     try:

@@ -68,6 +68,7 @@ __all__ = [
     "contributions",
     "cubic",
     "imresize",
+    "mod_crop",
     "output_size",
     "round_half_away",
 ]
@@ -356,6 +357,19 @@ def _resize_uint8(img: np.ndarray, scale: float, quantize_intermediate: bool, ed
     return _from_chw(y, was_2d)
 
 
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Cut the bottom rows and right columns so that height and width are multiples of ``scale``.
+
+    MATLAB's ``modcrop``: ``img(1:H - mod(H, s), 1:W - mod(W, s), :)``. ``img`` is ``(H, W, ...)``;
+    returns a view (works on NumPy arrays and on tensors laid out ``(H, W, ...)``).
+    """
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    scale = int(scale)
+    h, w = img.shape[0], img.shape[1]
+    return img[: h - h % scale, : w - w % scale]
+
+
 def bicubic_downscale_uint8(
     hr_uint8: np.ndarray,
     scale: int,
@@ -367,7 +381,7 @@ def bicubic_downscale_uint8(
 
     Args:
         hr_uint8: ``(H, W, C)`` or ``(H, W)`` ``uint8`` array, values 0-255. Usually mod-cropped to
-            ``scale`` first (see :func:`pclup.metrics.mod_crop`); otherwise the output size is
+            ``scale`` first (see :func:`mod_crop`); otherwise the output size is
             ``ceil(H / scale) x ceil(W / scale)`` like MATLAB's.
         scale: integer downscaling factor (2, 3, 4, ...).
         quantize_intermediate: round and saturate to 8 bits between the two 1-D passes, as

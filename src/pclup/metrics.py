@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .imresize import mod_crop, round_half_away
+
 __all__ = [
     "ROUND_Y_DEFAULT",
     "evaluate_pair",
-    "mod_crop",
     "psnr",
     "rgb_to_y",
     "ssim",
@@ -65,19 +66,6 @@ _SSIM_WIN = 11
 _SSIM_SIGMA = 1.5
 
 
-def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Cut the bottom rows and right columns so that height and width are multiples of ``scale``.
-
-    MATLAB's ``modcrop``: ``img(1:H - mod(H, s), 1:W - mod(W, s), :)``. ``img`` is ``(H, W, ...)``;
-    returns a view (works on NumPy arrays and on tensors laid out ``(H, W, ...)``).
-    """
-    if int(scale) != scale or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    scale = int(scale)
-    h, w = img.shape[0], img.shape[1]
-    return img[: h - h % scale, : w - w % scale]
-
-
 def _as_float_image(img: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(img)
     if not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
@@ -97,11 +85,6 @@ def _to_rgb(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    t = np.trunc(x)
-    return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t)
-
-
 def rgb_to_y(img: np.ndarray, round_y: bool = False) -> np.ndarray:
     """MATLAB ``rgb2ycbcr`` luma of a 0-255 RGB image.
 
@@ -119,7 +102,7 @@ def rgb_to_y(img: np.ndarray, round_y: bool = False) -> np.ndarray:
     c0, c1, c2 = _Y_COEFFS
     y = c0 * rgb[:, :, 0] + c1 * rgb[:, :, 1] + c2 * rgb[:, :, 2] + _Y_OFFSET
     if round_y:
-        y = np.clip(_round_half_away(y), 0, 255)
+        y = np.clip(round_half_away(torch.from_numpy(y)).numpy(), 0, 255)
     return y
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import _peers
-from pclup.checkpoints import canonicalize, model_from_state_dict, super_image_overrides
 from pclup.models import count_parameters, create_model
 from pclup.models.edsr import EDSR, EDSRConfig, detect, infer_config
+from pclup.weights import canonicalize, model_from_state_dict, super_image_overrides
 
 SMALL = {"n_resblocks": 3, "n_feats": 16}
 

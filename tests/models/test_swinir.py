@@ -62,7 +62,7 @@ def test_matches_spandrel(upsampler: str, scale: int, resi: str) -> None:
     config = swinir.infer_config(sd)
     assert config == SwinIRConfig(scale=scale, upsampler=upsampler, resi_connection=resi, **SMALL)
     ours = SwinIR(config).eval()
-    ours.load_state_dict(swinir.convert(sd, config), strict=True)
+    ours.load_state_dict(swinir.import_official(sd, config), strict=True)
 
     x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(7))  # not a multiple of 8
     with torch.no_grad():
@@ -79,7 +79,7 @@ def test_grey_and_multiple_of_window() -> None:
     config = swinir.infer_config(sd)
     assert config.in_chans == 1
     ours = SwinIR(config).eval()
-    ours.load_state_dict(swinir.convert(sd, config), strict=True)
+    ours.load_state_dict(swinir.import_official(sd, config), strict=True)
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert (ours(x) - peer(x.clone())).abs().max().item() <= 1e-5
@@ -98,7 +98,7 @@ def test_export_official_restores_upstream_buffers() -> None:
         if key.endswith((".attn_mask", ".relative_position_index")):
             assert torch.equal(exported[key], reference[key]), key
     peer.load_state_dict(exported, strict=True)
-    assert swinir.convert(exported, config).keys() == ours.state_dict().keys()
+    assert swinir.import_official(exported, config).keys() == ours.state_dict().keys()
 
 
 @pytest.mark.parametrize(

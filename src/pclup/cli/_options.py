@@ -1,4 +1,4 @@
-"""Option and argument types shared by several commands."""
+"""Option and argument types shared by several commands: each flag is defined once, here."""
 
 from __future__ import annotations
 
@@ -15,6 +15,23 @@ ModelArg = Annotated[
         show_default=False,
     ),
 ]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Built-in name, model folder, weights file or Hub repo owner/name[@revision] "
+        "(see 'pclup models'). Default: the embedded default model whose scale reaches -s "
+        "(default-x2, -x3, -x4).",
+        show_default=False,
+    ),
+]
+ModelsOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--model", "-m", help="Model spec or 'bicubic'; repeat for a comparison.", show_default=False
+    ),
+]
 ScaleOpt = Annotated[
     int | None,
     typer.Option(
@@ -22,19 +39,17 @@ ScaleOpt = Annotated[
         show_default="the model's own",
     ),
 ]
-
-
-def parse_tile(tile: str) -> int | str:
-    """``--tile``: ``"auto"``, 0 (no tiling) or a side of at least ``MIN_TILE`` pixels."""
-    from pclup.errors import UsageError
-    from pclup.inference.upscale import MIN_TILE
-
-    if tile == "auto":
-        return tile
-    try:
-        side = int(tile)
-    except ValueError:
-        raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
-    if side != 0 and side < MIN_TILE:
-        raise UsageError(f"--tile {side} is too small: at least {MIN_TILE} pixels, 0 (no tiling) or 'auto'")
-    return side
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")
+]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto, fp32, fp16 (GPUs), bf16.")]
+#: ``pclup bench`` measures in fp32 unless told otherwise, so that its figures compare with the papers'.
+BenchPrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="fp32 (comparable figures), auto, fp16, bf16.")
+]
+TileOpt = Annotated[
+    str,
+    typer.Option(
+        "--tile", "-t", help="Tile side in input pixels, 'auto' (from free memory) or 0 (no tiling)."
+    ),
+]

@@ -11,15 +11,12 @@ from typing import Annotated
 import typer
 
 from ._errors import handle_errors
-from ._options import parse_tile
+from ._options import BenchPrecisionOpt, DeviceOpt, ModelsOpt, TileOpt
 
 
 @handle_errors
 def bench(
-    models: Annotated[
-        list[str],
-        typer.Option("--model", "-m", help="Model spec or 'bicubic'; repeat for a comparison.", show_default=False),
-    ],
+    models: ModelsOpt,
     sets: Annotated[
         list[str],
         typer.Option("--set", help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable."),
@@ -28,9 +25,9 @@ def bench(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder holding the named sets.", show_default="$PCLUP_DATA, else the Hub")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (comparable figures), auto, fp16, bf16.")] = "fp32",
-    tile: Annotated[str, typer.Option("--tile", "-t", help="Tile side, 'auto' or 0.")] = "auto",
+    device: DeviceOpt = "auto",
+    precision: BenchPrecisionOpt = "fp32",
+    tile: TileOpt = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="x8 self-ensemble.")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.", show_default="no JSON")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the averages as CSV here.", show_default="no CSV")] = None,
@@ -52,7 +49,6 @@ def bench(
     from pclup import images
     from pclup.bench import benchmark, compare_grid
 
-    tile_value = parse_tile(tile)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
                   disable=not console.is_terminal) as progress:
@@ -62,7 +58,7 @@ def bench(
             progress.update(task, description=f"{dataset} x{scale}", completed=done, total=total)
 
         report = benchmark(
-            models, sets, scales, data_dir=data_dir, device=device, precision=precision, tile=tile_value, tta=tta,
+            models, sets, scales, data_dir=data_dir, device=device, precision=precision, tile=tile, tta=tta,
             save_images=save_images, compare_crop=crop if compare else None, on_image=on_image,
         )
 

@@ -20,8 +20,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Load a model and show its architecture, scale, parameters and configuration."""
-    from pclup.loading import load_model
     from pclup.models import count_parameters
+    from pclup.weights import load_model
 
     loaded = load_model(model, scale=scale)
     data = {
@@ -53,8 +53,7 @@ def convert(
 ) -> None:
     """Convert any model pclup can load (third-party checkpoint, Hub repo) into a pclup model folder."""
     from pclup.errors import UsageError
-    from pclup.loading import load_model
-    from pclup.weights import WEIGHTS_NAME, save_pretrained
+    from pclup.weights import WEIGHTS_NAME, load_model, save_pretrained
 
     if (output / WEIGHTS_NAME).exists() and not overwrite:
         raise UsageError(f"{output} already holds a model; pass --overwrite to replace it")

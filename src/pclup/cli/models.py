@@ -19,24 +19,19 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document instead of tables.")] = False,
 ) -> None:
     """List the built-in models (name, scale, parameters, source, present locally) and architectures."""
-    import torch
     from rich.console import Console
     from rich.table import Table
 
-    from pclup.hub import cached_file
-    from pclup.models import count_parameters, create_model, get_arch, list_variants
-    from pclup.models.zoo import list_pretrained
-
-    def params(variant: str, scale: int) -> int:
-        with torch.device("meta"):  # count without allocating
-            return count_parameters(create_model(variant, scale=scale))
+    from pclup.models import get_arch, list_variants
+    from pclup.models.params import variant_parameters
+    from pclup.weights import cached_file, list_pretrained
 
     pretrained = [
         {
             "name": p.name,
             "scale": p.scale,
             "architecture": p.variant,
-            "parameters": params(p.variant, p.scale),
+            "parameters": variant_parameters(p.variant, p.scale),
             "source": p.source,
             "license": p.license,
             "local": (p.folder() / p.filename).is_file()
@@ -51,7 +46,7 @@ def models(
             "name": v.name,
             "architecture": v.arch,
             "scales": list(v.scales),
-            "parameters_x4": params(v.name, 4),
+            "parameters_x4": variant_parameters(v.name, 4),
             "paper": get_arch(v.arch).paper,
             "description": v.description,
         }

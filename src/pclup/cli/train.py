@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._errors import Terminated, fail, handle_errors
+from pclup.training.finetune import FINETUNE_DEFAULTS, FINETUNE_WARMUP
 
-# Fine-tuning recipe of the paper's released scripts (PCL-METHOD.md §4.2): a small, constant-ish rate from
-# pretrained weights. Their 600k iterations are scaled down to what a user's own folder of images wants.
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "steps": 20_000, "schedule": "cosine", "min_lr": 1e-7}
-FINETUNE_WARMUP = 500  # warm-up steps, at most a tenth of the run (a short run would never reach its rate)
-FINETUNE_OUT = "runs/finetune"
+from ._errors import Terminated, fail, handle_errors
 
 
 def _d(name: str) -> str:
-    """A training setting's default as help shows it."""
-    from pclup.config import TrainConfig
+    """A training setting's default as help shows it (by its flag name, e.g. ``steps``)."""
+    from pclup.config import default
 
-    return str(getattr(TrainConfig, name))
+    return str(default(name))
 
 
 def _ft(name: str) -> str:
     """A fine-tuning setting's default as help shows it."""
-    return str({**FINETUNE_DEFAULTS, "out": FINETUNE_OUT}.get(name, _d(name)))
+    return str(FINETUNE_DEFAULTS.get(name, _d(name)))
 
 
 Data = Annotated[list[Path] | None, typer.Option(
@@ -84,15 +79,15 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 
 
 def _run(
-    command: str, overrides: dict[str, Any], config: Path | None, resume: Path | None, overwrite: bool,
-    base: dict[str, Any] | None = None,
+    command: str, overrides: dict[str, Any], config: Path | None, resume: Path | None, overwrite: bool
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pclup.config import load_config, resolve_config
+    from pclup.config import resolve_config
     from pclup.errors import UsageError
     from pclup.training.checkpoint import checkpoint_step
+    from pclup.training.finetune import finetune_config
     from pclup.training.loop import RunStart, StepInfo, train
 
     if resume is not None and config is None:  # resuming: the run's own settings, flags on top
@@ -101,16 +96,9 @@ def _run(
                 config = folder / "config.toml"
                 overrides = {"out": str(folder), **overrides}  # the run goes on where it is, wherever that is
                 break
-    cfg = resolve_config(config, overrides, base)
-    if command == "finetune":
-        in_file = config is not None and "warmup_steps" in load_config(config)
-        if "warmup_steps" not in overrides and not in_file:
-            cfg = dataclasses.replace(cfg, warmup_steps=min(FINETUNE_WARMUP, cfg.steps // 10))
-        if cfg.init is None:
-            from pclup.models.zoo import default_model_name
-
-            cfg = dataclasses.replace(cfg, init=default_model_name(cfg.scale))
-    if not cfg.data:
+    cfg = finetune_config(config, overrides) if command == "finetune" else resolve_config(config, overrides)
+    data, model, optim, out, what = cfg.data, cfg.model, cfg.optim, cfg.run.out, cfg.loss.kind
+    if not data.folders:
         raise UsageError("no training data: pass --data FOLDER (or set data in --config)")
     console = Console(stderr=True)
 
@@ -118,16 +106,16 @@ def _run(
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
     say(
-        f"{command}: {cfg.loss} from {cfg.init or 'a new ' + cfg.arch} x{cfg.scale}, {cfg.steps} steps "
-        f"(warm-up {cfg.warmup_steps}), lr {cfg.lr:g}, into {cfg.out}"
+        f"{command}: {what} from {model.init or 'a new ' + model.arch} x{data.scale}, {optim.steps} steps "
+        f"(warm-up {optim.warmup_steps}), lr {optim.lr:g}, into {out}"
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{cfg.loss} {cfg.arch if not cfg.init else cfg.init} x{cfg.scale}", total=cfg.steps, info="")
+        task = progress.add_task(f"{what} {model.init or model.arch} x{data.scale}", total=optim.steps, info="")
 
         def on_start(start: RunStart) -> None:
             if start.resumed_from is not None:
-                say(f"resuming {cfg.out} from step {start.step} ({start.resumed_from})")
+                say(f"resuming {out} from step {start.step} ({start.resumed_from})")
                 progress.update(task, completed=start.step)
             if start.skipped:
                 say(f"warning: {start.skipped}")
@@ -137,17 +125,17 @@ def _run(
             rate = f"{1 / info.seconds:.2f} it/s" if info.seconds > 0 else ""
             progress.update(task, completed=info.step, info=f"{losses} lr {info.lr:.2e} {rate}")
             if info.validation:
-                say(f"step {info.step}: {cfg.val_set} PSNR {info.validation['psnr']:.2f} dB, "
+                say(f"step {info.step}: {data.val_set} PSNR {info.validation['psnr']:.2f} dB, "
                     f"SSIM {info.validation['ssim']:.4f}")
 
         try:
             final = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step, on_start=on_start)
         except KeyboardInterrupt as e:  # Ctrl+C, or SIGTERM (Terminated): the trainer wrote a checkpoint
-            step = checkpoint_step(cfg.out)
+            step = checkpoint_step(out)
             if step is None:
                 raise
             what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(e, Terminated) else ("interrupted", 130)
-            where = f"the checkpoint (step {step}) is in {cfg.out}: continue with --resume {cfg.out}"
+            where = f"the checkpoint (step {step}) is in {out}: continue with --resume {out}"
             raise fail(f"{what}; {where}", code) from None
     say(f"model written to {final} (use it with -m {final})")
 
@@ -191,4 +179,4 @@ def finetune_command(
         batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
         device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
     )
-    _run("finetune", overrides, config, resume, overwrite, base={**FINETUNE_DEFAULTS, "out": FINETUNE_OUT})
+    _run("finetune", overrides, config, resume, overwrite)

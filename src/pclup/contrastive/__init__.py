@@ -1,6 +1,6 @@
 """PCL-SR's contrastive machinery: frequency-space samples, the embedding/discriminator net, the losses.
 
-One training step uses it as (see ``pclup.training.loop``)::
+One training step uses it as (see ``pclup.training.pcl``)::
 
     pos, neg = sampler.sample(hr, lr, generator)                      # (K+1, B, C, H, W) each
     d_loss = dual_contrastive_d_loss(embed.logits(real), embed.logits(fake))   # discriminator step
@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from .embedding import NUM_BLOCKS, PATCH_GRID, EmbeddingNet
 from .loss import (
-    EPS,
     ContrastiveForm,
     contrastive_term,
     cosine_contrastive_loss,
-    cosine_ratio_loss,
     dual_contrastive_d_loss,
     feature_similarity,
     infonce_loss,
 )
 from .sampler import FrequencySampler, gaussian_blur, gaussian_kernel1d, quantize, sharpen, upsample_bicubic
-from .wavelet import haar_dwt, haar_idwt, high_bands
+from .wavelet import high_bands
 
 __all__ = [
-    "EPS",
     "NUM_BLOCKS",
     "PATCH_GRID",
     "ContrastiveForm",
@@ -32,13 +29,10 @@ __all__ = [
     "FrequencySampler",
     "contrastive_term",
     "cosine_contrastive_loss",
-    "cosine_ratio_loss",
     "dual_contrastive_d_loss",
     "feature_similarity",
     "gaussian_blur",
     "gaussian_kernel1d",
-    "haar_dwt",
-    "haar_idwt",
     "high_bands",
     "infonce_loss",
     "quantize",

@@ -1,4 +1,4 @@
-"""The embedding network "inherited from the discriminator" (PCL-METHOD §2.1-2.2).
+"""The embedding network "inherited from the discriminator" (docs/method.md, "The embedding network").
 
 The SRGAN discriminator of EDSR-PyTorch on the Haar high bands of its input: 8 blocks
 ``conv3x3(bias=False) -> BatchNorm -> LeakyReLU(0.2)`` with channels ``(w, w, 2w, 2w, 4w, 4w, 8w, 8w)`` and

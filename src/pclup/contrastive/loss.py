@@ -1,6 +1,6 @@
-"""PCL-SR losses (PCL-METHOD §2.3 and §3). Pure functions of tensors: no optimiser, no ``backward``.
+"""PCL-SR losses (docs/method.md). Pure functions of tensors: no optimiser, no ``backward``.
 
-Similarity (PCL-METHOD §3): for feature maps ``a, b`` of shape ``(C, h, w)``,
+Similarity: for feature maps ``a, b`` of shape ``(C, h, w)``,
 ``s(a, b) = mean over the h*w pixels of cos(a[:, y, x], b[:, y, x])``, the cosine taken along channels:
 one number per (image, sample).
 
@@ -22,21 +22,15 @@ from torch import Tensor
 from .embedding import EmbeddingNet
 
 __all__ = [
-    "EPS",
     "ContrastiveForm",
     "contrastive_term",
     "cosine_contrastive_loss",
-    "cosine_ratio_loss",
     "dual_contrastive_d_loss",
     "feature_similarity",
     "infonce_loss",
 ]
 
-EPS = 3e-7
-"""Guards the denominator of the ratio form (the released ``+ 3e-7``; its ``RandContrastiveLoss`` typed
-``+ 3-7``, which is -4)."""
-
-ContrastiveForm = Literal["infonce", "cosine", "cosine_ratio"]
+ContrastiveForm = Literal["infonce", "cosine"]
 
 Features = Tensor | Sequence[Tensor]
 
@@ -77,7 +71,7 @@ def _layers(
 
 
 def infonce_loss(anchor: Features, positives: Features, negatives: Features, tau: float = 1.0) -> Tensor:
-    """InfoNCE with one positive at a time (PCL-METHOD §3, the released ``nce``):
+    """InfoNCE with one positive at a time (docs/method.md; the released ``nce``):
 
     ``L = mean_layers mean_p mean_b -log( e^{s_p/tau} / (e^{s_p/tau} + sum_n e^{s_n/tau}) )``
 
@@ -115,7 +109,7 @@ def _mean_similarities(anchor: Features, positives: Features, negatives: Feature
 
 
 def cosine_contrastive_loss(anchor: Features, positives: Features, negatives: Features) -> Tensor:
-    """The released default ``cosine`` form (PCL-METHOD §3):
+    """The released default ``cosine`` form (docs/method.md, "Similarity and the two loss forms"):
 
     ``L = mean_n sum_l s_l(anchor, n) - mean_p sum_l s_l(anchor, p)`` (``s`` averaged over the batch).
 
@@ -127,15 +121,8 @@ def cosine_contrastive_loss(anchor: Features, positives: Features, negatives: Fe
     return neg - pos
 
 
-def cosine_ratio_loss(anchor: Features, positives: Features, negatives: Features) -> Tensor:
-    """The released ``l2`` form: ``(1 - pos) / (1 - neg + EPS)`` with ``pos``, ``neg`` as in
-    :func:`cosine_contrastive_loss` (so it is meant for one layer, where both lie in ``[-1, 1]``)."""
-    pos, neg = _mean_similarities(anchor, positives, negatives)
-    return (1 - pos) / (1 - neg + EPS)
-
-
 def dual_contrastive_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """The discriminator's dual contrastive loss (PCL-METHOD §2.3; Yu et al., ICCV 2021).
+    """The discriminator's dual contrastive loss (docs/method.md; Yu et al., ICCV 2021).
 
     With ``r`` and ``f`` all real and all fake logits flattened (over batch and patches):
 
@@ -158,7 +145,7 @@ def dual_contrastive_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     return real_term.mean() + fake_term.mean()
 
 
-_FORMS = {"infonce", "cosine", "cosine_ratio"}
+_FORMS = {"infonce", "cosine"}
 
 
 def _no_autocast(device_type: str) -> AbstractContextManager[object]:
@@ -180,7 +167,7 @@ def contrastive_term(
     tau: float = 1.0,
     no_grad: bool = False,
 ) -> Tensor:
-    """L_CL of one batch: embeds ``sr``, ``pos`` and ``neg`` and compares them (PCL-METHOD §2.5 step 4).
+    """L_CL of one batch: embeds ``sr``, ``pos`` and ``neg`` and compares them (step 4 of docs/method.md).
 
     * ``pos`` and ``neg`` are embedded in one forward without gradient (they do not depend on the SR net).
     * ``sr`` is embedded with gradient, so L_CL trains the SR network through the embedding net. The
@@ -206,7 +193,7 @@ def contrastive_term(
         sr: ``(B, C, H, W)``, the SR output in ``[0, 1]`` (with its graph).
         pos: ``(P, B, C, H, W)`` positives, ``neg``: ``(N, B, C, H, W)`` negatives (``FrequencySampler``).
         layers: embedding blocks to compare (the released scripts: ``(4,)``).
-        loss: ``"infonce"``, ``"cosine"`` or ``"cosine_ratio"``.
+        loss: ``"infonce"`` or ``"cosine"``.
         tau: InfoNCE temperature (ignored by the cosine forms).
         no_grad: compute without gradient and return a detached loss (the released code's defect, for
             reproduction).
@@ -242,8 +229,6 @@ def contrastive_term(
     with _no_autocast(sr.device.type), torch.set_grad_enabled(torch.is_grad_enabled() and not no_grad):
         if loss == "infonce":
             value = infonce_loss(anchors, positives, negatives, tau=tau)
-        elif loss == "cosine":
-            value = cosine_contrastive_loss(anchors, positives, negatives)
         else:
-            value = cosine_ratio_loss(anchors, positives, negatives)
+            value = cosine_contrastive_loss(anchors, positives, negatives)
     return value.detach() if no_grad else value

@@ -1,4 +1,4 @@
-"""Positive and negative samples for the contrastive loss (PCL-METHOD §1.2).
+"""Positive and negative samples for the contrastive loss (docs/method.md, "Positives and hard negatives").
 
 * positives: ``[HR] + K`` sharpened copies of HR (PIL/kornia Sharpness, a factor per image and copy);
 * negatives: ``[bicubic-upsampled LR] + K`` anisotropic Gaussian blurs of HR (one kernel per copy, shared

@@ -1,4 +1,4 @@
-"""Training data: the train set decoded into memory, deterministic patch batches, validation pairs.
+"""Training data: the train set decoded into memory, deterministic patch batches.
 
 See :mod:`pclup.data.patches`.
 """
@@ -18,7 +18,6 @@ from .patches import (
     rgb_uint8,
     step_generator,
     unaugment,
-    validation_pairs,
 )
 
 __all__ = [
@@ -34,5 +33,4 @@ __all__ = [
     "rgb_uint8",
     "step_generator",
     "unaugment",
-    "validation_pairs",
 ]

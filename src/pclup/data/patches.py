@@ -69,11 +69,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from ..datasets import image_files
 from ..errors import ImageReadError, UsageError
-from ..images import Image, read_image
-from ..imresize import bicubic_downscale_uint8
-from ..metrics import mod_crop
+from ..images import Image, image_files, read_image, to_uint8
+from ..imresize import bicubic_downscale_uint8, mod_crop
 
 __all__ = [
     "SAMPLING",
@@ -88,7 +86,6 @@ __all__ = [
     "rgb_uint8",
     "step_generator",
     "unaugment",
-    "validation_pairs",
 ]
 
 #: The patch sampling modes of :class:`PatchBatches` (see the module docstring).
@@ -111,7 +108,7 @@ def rgb_uint8(image: Image) -> np.ndarray:
     """
     pixels = image.pixels
     if pixels.dtype == np.uint16:
-        pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        pixels = to_uint8(pixels)
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels)
@@ -735,24 +732,3 @@ def make_loader(
         **kwargs,
     )
 
-
-# --------------------------------------------------------------------------------------------------
-# Validation
-
-
-def validation_pairs(
-    dataset_files: Sequence[str | os.PathLike[str]], scale: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(hr, lr)`` for each file: HR as RGB ``uint8`` mod-cropped to ``scale``, LR by the MATLAB bicubic.
-
-    Raises:
-        ImageReadError: a file that cannot be read (validation sets are small and chosen: no skipping).
-        UsageError: an image smaller than ``scale`` pixels.
-    """
-    pairs = []
-    for f in dataset_files:
-        hr = rgb_uint8(read_image(f))
-        if min(hr.shape[:2]) < scale:
-            raise UsageError(f"validation image {f} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale}")
-        pairs.append(_hr_lr(hr, scale))
-    return pairs

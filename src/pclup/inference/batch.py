@@ -16,14 +16,18 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image as PILImage
+
 from .. import images
 from ..errors import UsageError
+from ..images import IMAGE_SUFFIXES
+from .upscale import upscaled_size
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 OUTPUT_STEM = re.compile(r"_x\d+(\.\d+)?$")
 #: Suffixes that name an image file; ``-o`` with one of them names a file, not a folder. Those pclup
 #: cannot write (GIF, AVIF, HEIC...) are here so that ``-o out.avif`` is refused, not made a folder.
@@ -145,18 +149,29 @@ def collect_jobs(inputs: list[str], *, recursive: bool, suffix: str) -> list[Job
     return list(jobs.values())
 
 
-AUTO_EXTENSION = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp", ".tif": "tif", ".tiff": "tif"}
+def _input_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the file's header; None when it cannot be read (the run then reports
+    that file's error)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's size and EXIF warnings: reading the file says them
+        try:
+            with PILImage.open(path) as im:
+                return im.size
+        except Exception:  # noqa: BLE001 - any unreadable file fails later, on its own
+            return None
 
 
-def output_extension(src: Path, ext: str) -> str:
-    """``ext``, or for ``auto`` the input's own format; BMP and unknown formats become PNG.
-
-    Every format kept by ``auto`` holds what its own inputs can bring (JPEG: no alpha, 8 bits; WebP:
-    alpha, 8 bits; PNG and TIFF: alpha, 16 bits), so nothing is lost by keeping it.
+def output_extension(src: Path, ext: str, scale: float) -> str:
+    """``ext``, or for ``auto`` the input's own format where it can hold the output (see
+    :func:`pclup.images.choose_extension`), else PNG: BMP and unknown formats become PNG, and so does
+    a WebP or JPEG input whose output at ``scale`` would be too large for its format.
     """
     if ext != "auto":
-        return ext
-    return AUTO_EXTENSION.get(src.suffix.lower(), "png")
+        return images.choose_extension(None, ext)
+    fmt = images.OUTPUT_EXTENSIONS.get(src.suffix.lower().lstrip("."))
+    size = _input_size(src)
+    out = None if size is None else upscaled_size(size[1], size[0], scale)[::-1]
+    return images.choose_extension(fmt, ext, size=out)
 
 
 def output_path(job: Job, *, output: Path | None, single_file_output: bool, suffix: str, ext: str) -> Path:
@@ -219,8 +234,9 @@ def _ignores_case(folder: Path) -> bool:
     return False
 
 
-def plan_outputs(jobs: list[Job], *, output: Path | None, suffix: str, ext: str) -> list[Path]:
-    """The output path of every job, in order, checked before any work.
+def plan_outputs(jobs: list[Job], *, output: Path | None, suffix: str, ext: str, scale: float) -> list[Path]:
+    """The output path of every job, in order, checked before any work (``scale``: the output's, which
+    ``ext="auto"`` needs to know whether the input's format can hold the output).
 
     Raises:
         UsageError: ``-o`` cannot be what it is used as (see :func:`is_file_output`); a file stands where
@@ -230,7 +246,7 @@ def plan_outputs(jobs: list[Job], *, output: Path | None, suffix: str, ext: str)
     single = is_file_output(output, jobs)
     dsts = []
     for job in jobs:
-        dst_ext = output_extension(job.src, ext)
+        dst_ext = output_extension(job.src, ext, scale)
         dsts.append(output_path(job, output=output, single_file_output=single, suffix=suffix, ext=dst_ext))
     folds: dict[Path, bool] = {}
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import torch
@@ -30,14 +31,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import images
+from ..device import pick_device, pick_precision, precision_name, to_channels_last
 from ..errors import ImageReadError, ImageWriteError, IncompatibleCheckpointError, PclupError, UsageError
-from ..loading import LoadedModel
 from ..models.registry import colour_channels
-from .device import pick_device, pick_precision, precision_name, to_channels_last
+from ..weights import LoadedModel
 from .tiling import auto_tile, bytes_per_pixel, gib, is_out_of_memory, not_enough_memory, run_tiled
 
 Progress = Callable[[int, int], None]
 MIN_TILE = 16
+
+
+def parse_tile(tile: int | str) -> int | str:
+    """A tile setting: ``"auto"``, 0 (no tiling) or a side of at least ``MIN_TILE`` pixels."""
+    if tile == "auto":
+        return tile
+    try:
+        side = int(tile)
+    except ValueError:
+        raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
+    if side != 0 and side < MIN_TILE:
+        raise UsageError(f"--tile {side} is too small: at least {MIN_TILE} pixels, 0 (no tiling) or 'auto'")
+    return side
 
 
 def _tta_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
@@ -63,9 +77,9 @@ class Upscaler:
     """A model ready to upscale, on a device, at a precision.
 
     Attributes:
-        loaded: The model and its source (see :func:`pclup.loading.load_model`).
+        loaded: The model and its source (see :func:`pclup.weights.load_model`).
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :mod:`pclup.inference.device`).
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (see :mod:`pclup.device`).
         tile: ``"auto"`` (sized from free memory, halved on out-of-memory), 0 (whole image), or a side
             in input pixels.
         tile_overlap: Input pixels shared by neighbouring tiles.
@@ -215,7 +229,7 @@ class Upscaler:
             return torch.cat([self.upscale_tensor(x[:, i : i + 1], scale, progress) for i in range(x.shape[1])], 1)
         scale = self.output_scale(scale)
         _, c, h, w = x.shape
-        target = output_size(h, w, scale)
+        target = upscaled_size(h, w, scale)
         passes = self.passes(scale)
         _check_host_memory(c, (h, w), self.scale, passes, target)
         y = x.float().cpu()
@@ -226,7 +240,7 @@ class Upscaler:
         return y
 
 
-def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
+def upscaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
     """``(round(h * scale), round(w * scale))``, at least one pixel each."""
     return max(1, round(h * scale)), max(1, round(w * scale))
 
@@ -288,12 +302,26 @@ class FileResult:
     size: tuple[int, int] | None = None  # (w, h) in
     out_size: tuple[int, int] | None = None  # (w, h) out
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the output format could not hold
+
+    def to_json(self) -> dict[str, Any]:
+        """This result as the ``files`` entries of ``pclup upscale --json`` show it."""
+        return {
+            "input": str(self.input),
+            "output": str(self.output) if self.output else None,
+            "status": self.status,
+            "error": self.error,
+            "size": list(self.size) if self.size else None,
+            "output_size": list(self.out_size) if self.out_size else None,
+            "seconds": round(self.seconds, 4),
+            "notes": self.notes,
+        }
 
 
 def upscale_file(
     upscaler: Upscaler,
-    src: Path,
-    dst: Path,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     *,
     scale: float | None = None,
     overwrite: bool = False,
@@ -304,9 +332,11 @@ def upscale_file(
 
     An existing ``dst`` is skipped unless ``overwrite``, also one that another program creates while
     this one works (see :func:`pclup.images.write_image`); ``dst`` is never ``src``. Missing folders
-    above ``dst`` are created.
+    above ``dst`` are created. What ``dst``'s format could not hold (alpha, 16 bits...) is in the
+    result's ``notes``.
     """
     start = time.perf_counter()
+    src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         return FileResult(src, dst, "failed", f"{dst}: the output would overwrite the input")
     exists = FileResult(src, dst, "skipped", f"{dst} exists (use --overwrite)")
@@ -316,9 +346,9 @@ def upscale_file(
     try:
         image = images.read_image(src)
         h, w = image.pixels.shape[:2]
-        size = output_size(h, w, upscaler.output_scale(scale))
+        size = upscaled_size(h, w, upscaler.output_scale(scale))
         result = upscale_image(upscaler, image, scale, progress)
-        images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True)
+        notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True)
     except FileExistsError:
         return dataclasses.replace(exists, seconds=time.perf_counter() - start)
     except PclupError as e:  # read and write errors name their file; name it for the others
@@ -333,4 +363,4 @@ def upscale_file(
         message = f"cannot upscale {src}: {not_enough_memory(size)}"
         return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
     oh, ow = result.pixels.shape[:2]
-    return FileResult(src, dst, "ok", None, (w, h), (ow, oh), time.perf_counter() - start)
+    return FileResult(src, dst, "ok", None, (w, h), (ow, oh), time.perf_counter() - start, notes)

@@ -1,4 +1,4 @@
-"""Architectures, their registry, and the built-in model zoo.
+"""Architectures and their registry (the built-in pretrained models are in :mod:`pclup.weights`).
 
 Every architecture module is imported and registered here by name. The order is the order in which
 third-party checkpoints are matched: an architecture whose key layout contains another's (HAN contains

@@ -7,7 +7,7 @@ Three kinds of names live here:
 * a **variant** (``edsr-s``, ``edsr-l``, ``swinir-m``, ...): an architecture with the hyper-parameters of
   one paper row (:class:`Variant`); training takes these (``--arch``);
 * a **pretrained model** (``edsr-s-x4``, ...): a variant at one scale plus where its weights come from
-  (:class:`Pretrained`, in ``pclup.models.zoo``); upscaling and benchmarking take these.
+  (:class:`~pclup.weights.Pretrained`, in :mod:`pclup.weights`); upscaling and benchmarking take these.
 
 Registration is explicit (``pclup.models.__init__`` lists every architecture module); nothing is found by
 scanning folders or by import side effects.
@@ -88,11 +88,12 @@ class ArchSpec:
         paper: Short citation of the paper the architecture comes from.
         detect: True when a (canonicalised) third-party state dict has this architecture's key layout.
         infer_config: Hyper-parameters read from a third-party state dict's key names and tensor shapes.
-        convert: Maps a third-party state dict onto this network's own keys (identity when they agree).
+        import_foreign: Maps a third-party state dict onto this network's own keys (identity when they
+            agree).
         supports_fp16: The network is known to stay finite and accurate in float16.
         supports_bf16: The network trains in bfloat16 autocast (``--precision auto`` uses it for training
             where the device computes bf16 natively; upscaling never picks bf16 on its own: see
-            :mod:`pclup.inference.device`).
+            :mod:`pclup.device`).
         size_multiple: Input height and width the network needs a multiple of (it pads internally if 1).
         scales: The upscaling factors a config may ask for (the config class may narrow them further).
     """
@@ -103,7 +104,7 @@ class ArchSpec:
     paper: str
     detect: Callable[[Mapping[str, Tensor]], bool]
     infer_config: Callable[[Mapping[str, Tensor]], Any]
-    convert: Callable[[StateDict, Any], StateDict] = _identity
+    import_foreign: Callable[[StateDict, Any], StateDict] = _identity
     supports_fp16: bool = True
     supports_bf16: bool = True
     size_multiple: int = 1

@@ -4,7 +4,7 @@ Paper: J. Liang, J. Cao, G. Sun, K. Zhang, L. Van Gool, R. Timofte, "SwinIR: Ima
 Transformer", ICCV Workshops 2021 (arXiv:2108.10257).
 Layout source: https://github.com/JingyunLiang/SwinIR (``models/network_swinir.py``), Apache-2.0. This is a
 separate implementation; only the module names and tensor shapes follow upstream, so that the released
-``.pth`` files load with ``strict=True`` after :func:`convert`.
+``.pth`` files load with ``strict=True`` after :func:`import_official`.
 
 Official checkpoints also carry two buffers that this module recomputes instead of storing:
 
@@ -13,8 +13,8 @@ Official checkpoints also carry two buffers that this module recomputes instead 
   Upstream itself recomputes the mask whenever the input size differs; here it is always computed for
   the padded input size, once per forward pass.
 
-:func:`convert` drops both; :func:`export_official` adds them back so that weights trained here load in the
-upstream code and in spandrel. Only the super-resolution heads are supported (``pixelshuffle``,
+:func:`import_official` drops both; :func:`export_official` adds them back so that weights trained here load
+in the upstream code and in spandrel. Only the super-resolution heads are supported (``pixelshuffle``,
 ``pixelshuffledirect``, ``nearest+conv``); the denoising / JPEG models (no upsampler) are not.
 """
 
@@ -540,7 +540,7 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> SwinIRConfig:
     )
 
 
-def convert(state_dict: StateDict, config: SwinIRConfig) -> StateDict:
+def import_official(state_dict: StateDict, config: SwinIRConfig) -> StateDict:
     """Upstream keys onto this module's: identical, minus the recomputed ``relative_position_index`` and
     ``attn_mask`` buffers."""
     return {k: v for k, v in state_dict.items() if not k.endswith(_DROPPED_SUFFIXES)}
@@ -572,7 +572,7 @@ SPEC = ArchSpec(
     paper="SwinIR: Image Restoration Using Swin Transformer (Liang et al., ICCV-W 2021)",
     detect=detect,
     infer_config=infer_config,
-    convert=convert,
+    import_foreign=import_official,
     supports_fp16=False,
     supports_bf16=True,
     size_multiple=1,

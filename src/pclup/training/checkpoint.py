@@ -12,6 +12,9 @@ A checkpoint is a folder::
 ``torch.load(weights_only=True)``. A checkpoint is written into a temporary sibling folder and swapped into
 place, so an interruption or a full disk leaves either the previous checkpoint or the new one, never half of
 one. Files and folders get the usual permissions (0666 and 0777 less the umask).
+
+During a run, :class:`Checkpoints` writes them and remembers the newest complete one (error messages name
+it); :func:`resume` loads one back into a run's networks, optimisers and random state.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._fs import umask
 from .._version import __version__
-from ..errors import ModelFileError
+from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError
 from ..models.registry import arch_of
-from ..weights import CONFIG_NAME, config_to_dict, read_state_dict
+from ..weights import CONFIG_NAME, config_from_dict, config_to_dict, load_weights_strict, read_state_dict
 
 STATE_NAME = "trainer_state.pt"
 TENSOR_FILES = {"model": "model.safetensors", "ema": "ema.safetensors", "disc": "disc.safetensors"}
@@ -50,12 +54,6 @@ class Checkpoint:
 
 def _tensors(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -111,7 +109,7 @@ def save_checkpoint(
             os.replace(old, folder)  # an earlier save stopped between its two renames
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+        os.chmod(tmp, 0o777 & ~(umask() or 0))  # mkdtemp makes it private
         spec = arch_of(model)
         config = config_to_dict(model.config, spec.name)  # type: ignore[arg-type]
         _write(tmp / CONFIG_NAME, json.dumps(config, indent=2).encode())
@@ -170,3 +168,86 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     except (OSError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{folder / CONFIG_NAME}: damaged ({e})") from None
     return Checkpoint(model, tensors("ema"), tensors("disc"), state, model_config)
+
+
+def resume(
+    path: str | Path | None, *, model: nn.Module, ema: nn.Module | None, disc: nn.Module | None,
+    g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, scale: int,
+) -> tuple[int, float, Path | None]:
+    """Load the checkpoint at ``path`` (a run or checkpoint folder) into a run: its networks, optimisers and
+    the global random state. Returns the step, the wall seconds of the run's earlier sessions and the
+    checkpoint folder; ``(0, 0.0, None)`` without a ``path`` (a new run).
+
+    Raises:
+        ModelFileError: not a checkpoint, or a damaged one.
+        IncompatibleCheckpointError: a checkpoint of another network, scale or loss.
+    """
+    if not path:
+        return 0, 0.0, None
+    ckpt = load_checkpoint(path)
+    config_from_dict(ckpt.model_config, str(path))  # a foreign config fails here
+    name, saved_scale = ckpt.model_config.get("architecture"), ckpt.model_config.get("scale")
+    if name != arch_of(model).name or saved_scale != scale:
+        raise IncompatibleCheckpointError(
+            f"--resume {path}: holds {name} x{saved_scale}, this run trains {arch_of(model).name} x{scale}"
+        )
+    load_weights_strict(model, ckpt.model, str(path))
+    if ema is not None and ckpt.ema is not None:
+        load_weights_strict(ema, ckpt.ema, str(path))
+    if disc is not None:
+        if ckpt.disc is None:
+            raise IncompatibleCheckpointError(f"--resume {path}: an L1 checkpoint cannot resume a PCL run")
+        disc.load_state_dict(ckpt.disc)
+    try:
+        g_opt.load_state_dict(ckpt.state["g_opt"])
+        if d_opt is not None:
+            d_opt.load_state_dict(ckpt.state["d_opt"])
+    except (KeyError, ValueError) as e:
+        raise IncompatibleCheckpointError(
+            f"--resume {path}: optimiser state does not fit this run ({e})"
+        ) from None
+    torch.set_rng_state(ckpt.state["torch_rng"])
+    return int(ckpt.state["step"]), float(ckpt.state.get("elapsed", 0.0)), checkpoint_folder(path)
+
+
+class Checkpoints:
+    """A run's ``checkpoint/`` folder: :meth:`save` writes it (on the process that writes, ``enabled``),
+    :meth:`kept` says where the newest complete checkpoint is, for the messages of later failures.
+
+    Args:
+        recipe: the run's configuration as TOML, kept in the trainer state.
+        last_good: ``(step, folder)`` of the checkpoint the run resumed, if any.
+    """
+
+    def __init__(
+        self, folder: Path, *, model: nn.Module, ema: nn.Module | None, disc: nn.Module | None,
+        g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, recipe: str, enabled: bool,
+        last_good: tuple[int, Path] | None = None,
+    ) -> None:
+        self.folder, self.model, self.ema, self.disc = folder, model, ema, disc
+        self.g_opt, self.d_opt, self.recipe, self.enabled = g_opt, d_opt, recipe, enabled
+        self.last_good = last_good
+
+    def save(self, step: int, elapsed: float) -> None:
+        """Write the checkpoint of ``step`` (once) after ``elapsed`` wall seconds of the run."""
+        if not self.enabled or self.last_good == (step, self.folder):
+            return
+        state = {
+            "step": step,
+            "g_opt": self.g_opt.state_dict(),
+            "d_opt": self.d_opt.state_dict() if self.d_opt else {},
+            "torch_rng": torch.get_rng_state(),
+            "config_toml": self.recipe,
+            "pclup_version": __version__,
+            "elapsed": elapsed,
+        }
+        try:
+            save_checkpoint(self.folder, model=self.model, ema=self.ema, disc=self.disc, state=state)
+        except PclupError as e:
+            raise PclupError(f"{e}; {self.kept()}") from None
+        self.last_good = (step, self.folder)
+
+    def kept(self) -> str:
+        if self.last_good is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {self.last_good[0]}) is at {self.last_good[1]}"

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
-from .checkpoints import SUPER_IMAGE_WEIGHTS, load_checkpoint, load_super_image
-from .errors import IncompatibleCheckpointError, ModelFileError
+from ..errors import IncompatibleCheckpointError, ModelFileError
+from ..models.registry import ArchSpec, arch_of
+from .catalogue import Pretrained, find_pretrained, unknown_model
+from .foreign import SUPER_IMAGE_WEIGHTS, load_foreign, load_super_image
+from .formats import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, load_from_files, model_file, read_config
 from .hub import hub_config, hub_file, parse_repo_id
-from .models.registry import ArchSpec, arch_of
-from .models.zoo import Pretrained, find_pretrained, unknown_model
-from .weights import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, load_from_files, model_file, read_config
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+
+Metadata = dict[str, str]
 
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference, and where it came from.
+    """A network ready for inference, and its card: what it is called and where it came from.
 
     Attributes:
-        model: The network, eval mode, float32, CPU.
+        model: The network, eval mode, float32, on the device :func:`load_model` was given (the CPU).
         name: A short name for tables and logs.
         source: Where the weights came from (path, Hub file, built-in).
+        metadata: The ``metadata`` strings of a pclup ``config.json`` (``dtype``, and what training or
+            ``pclup convert`` recorded); empty for other formats.
     """
 
     model: nn.Module
     name: str
     source: str
+    metadata: Metadata = field(default_factory=dict)
 
     @property
     def arch(self) -> ArchSpec:
@@ -40,7 +48,7 @@ class LoadedModel:
         return int(self.model.config.scale)  # type: ignore[union-attr]
 
 
-def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
+def load_model(spec: str, *, scale: int | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model from any model spec.
 
     Args:
@@ -51,9 +59,10 @@ def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
             a weights file (``.safetensors``, ``.pt``, ``.pth``, ``.ckpt``, ``.bin``; architecture detected);
             a Hugging Face repo id ``owner/name`` or ``owner/name@revision``.
         scale: The preferred scale where the source holds several (super-image repos, built-in variants).
+        device: Where to put the network.
 
     Returns:
-        The loaded model and a description of its source.
+        The loaded model and its card (name, source, metadata).
 
     Raises:
         UnknownModelError: the spec names nothing (the message lists close matches).
@@ -64,22 +73,31 @@ def load_model(spec: str, *, scale: int | None = None) -> LoadedModel:
     Traceback (most recent call last):
     pclup.errors.UnknownModelError: unknown model 'no-such-model': ...
     """
+    loaded = _load_spec(spec, scale)
+    loaded.model.to(device)
+    return loaded
+
+
+def _load_spec(spec: str, scale: int | None) -> LoadedModel:
     path = Path(spec).expanduser()
     if path.is_dir():
         folder = _run_model(path)
-        return LoadedModel(_load_folder(folder, scale), path.name, str(folder))
+        model, metadata = _load_folder(folder, scale)
+        return LoadedModel(model, path.name, str(folder), metadata)
     if path.is_file():
-        return LoadedModel(_load_file(path), path.stem, str(path))
+        model, metadata = _load_file(path)
+        return LoadedModel(model, path.stem, str(path), metadata)
     if path.suffix.lower() in WEIGHT_SUFFIXES or spec.startswith((".", "/", "~")):
         raise ModelFileError(f"{spec}: no such file or folder")
     pretrained = find_pretrained(spec, scale)
     if pretrained is not None:
-        return LoadedModel(_load_pretrained(pretrained), pretrained.name, pretrained.source)
+        model, metadata = _load_pretrained(pretrained)
+        return LoadedModel(model, pretrained.name, pretrained.source, metadata)
     repo = parse_repo_id(spec)
     if repo is not None:
         repo_id, revision = repo
-        model, source = _load_hub(repo_id, revision, scale)
-        return LoadedModel(model, repo_id.split("/")[-1], source)
+        model, source, metadata = _load_hub(repo_id, revision, scale)
+        return LoadedModel(model, repo_id.split("/")[-1], source, metadata)
     raise unknown_model(spec)
 
 
@@ -95,6 +113,12 @@ def _run_model(folder: Path) -> Path:
     return folder
 
 
+def _metadata(config: Mapping[str, Any]) -> Metadata:
+    """The ``metadata`` strings of a pclup ``config.json``."""
+    metadata = config.get("metadata")
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}
+
+
 def _super_image_file(folder: Path, scale: int | None) -> Path:
     found = {int(m.group(1)): p for p in folder.iterdir() if (m := SUPER_IMAGE_WEIGHTS.match(p.name))}
     if not found:
@@ -106,7 +130,7 @@ def _super_image_file(folder: Path, scale: int | None) -> Path:
     return model_file(folder, found[scale].name)
 
 
-def _load_folder(folder: Path, scale: int | None) -> nn.Module:
+def _load_folder(folder: Path, scale: int | None) -> tuple[nn.Module, Metadata]:
     """A model folder's network; no file of it may be a link out of the folder (see ``model_file``)."""
     config_path = model_file(folder, CONFIG_NAME)
     if config_path.is_file():
@@ -114,9 +138,9 @@ def _load_folder(folder: Path, scale: int | None) -> nn.Module:
         if "architecture" in config:
             if not (folder / WEIGHTS_NAME).is_file():
                 raise ModelFileError(f"{folder}: has config.json but no {WEIGHTS_NAME}")
-            return load_from_files(config_path, model_file(folder, WEIGHTS_NAME))
+            return load_from_files(config_path, model_file(folder, WEIGHTS_NAME)), _metadata(config)
         if "model_type" in config:
-            return load_super_image(config, _super_image_file(folder, scale), str(folder))
+            return load_super_image(config, _super_image_file(folder, scale), str(folder)), {}
     weights = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in WEIGHT_SUFFIXES]
     if len(weights) == 1:
         return _load_file(model_file(folder, weights[0].name))
@@ -124,7 +148,7 @@ def _load_folder(folder: Path, scale: int | None) -> nn.Module:
     raise ModelFileError(f"{folder}: not a model folder ({what})")
 
 
-def _load_file(path: Path) -> nn.Module:
+def _load_file(path: Path) -> tuple[nn.Module, Metadata]:
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelFileError(f"{path}: not a weights file (expected {', '.join(WEIGHT_SUFFIXES)})")
     sibling = model_file(path.parent, CONFIG_NAME)
@@ -134,13 +158,13 @@ def _load_file(path: Path) -> nn.Module:
         except ModelFileError:
             config = {}
         if "architecture" in config and path.suffix == ".safetensors":
-            return load_from_files(sibling, path)
+            return load_from_files(sibling, path), _metadata(config)
         if "model_type" in config and SUPER_IMAGE_WEIGHTS.match(path.name):
-            return load_super_image(config, path, str(path))
-    return load_checkpoint(path)
+            return load_super_image(config, path, str(path)), {}
+    return load_foreign(path), {}
 
 
-def _load_pretrained(p: Pretrained) -> nn.Module:
+def _load_pretrained(p: Pretrained) -> tuple[nn.Module, Metadata]:
     if p.packaged:
         folder = p.folder()
         if not (folder / WEIGHTS_NAME).is_file():
@@ -148,22 +172,21 @@ def _load_pretrained(p: Pretrained) -> nn.Module:
         return _load_folder(folder, p.scale)
     if p.layout == "super-image":
         config, _ = hub_config(p.repo_id, p.revision)
-        return load_super_image(config, hub_file(p.repo_id, p.filename, p.revision), p.name)
+        return load_super_image(config, hub_file(p.repo_id, p.filename, p.revision), p.name), {}
     config_path = hub_file(p.repo_id, CONFIG_NAME, p.revision)
-    return load_from_files(config_path, hub_file(p.repo_id, p.filename, p.revision))
+    model = load_from_files(config_path, hub_file(p.repo_id, p.filename, p.revision))
+    return model, _metadata(read_config(config_path))
 
 
-def _load_hub(repo_id: str, revision: str | None, scale: int | None) -> tuple[nn.Module, str]:
+def _load_hub(repo_id: str, revision: str | None, scale: int | None) -> tuple[nn.Module, str, Metadata]:
+    """The network of a Hub repo, its source and metadata."""
     config, config_path = hub_config(repo_id, revision)
     at = f"{repo_id}@{revision}" if revision else repo_id
     if "architecture" in config:
         weights = hub_file(repo_id, WEIGHTS_NAME, revision)
-        return load_from_files(config_path, weights), f"hf:{at}"
+        return load_from_files(config_path, weights), f"hf:{at}", _metadata(config)
     if "model_type" in config:
         filename = f"pytorch_model_{scale or 4}x.pt"
         weights = hub_file(repo_id, filename, revision)
-        return load_super_image(config, weights, f"hf:{at}"), f"hf:{at}/{filename}"
+        return load_super_image(config, weights, f"hf:{at}"), f"hf:{at}/{filename}", {}
     raise IncompatibleCheckpointError(f"hf:{at}: config.json is neither pclup's nor super-image's")
-
-
-__all__ = ["LoadedModel", "load_model"]

@@ -1,4 +1,4 @@
-"""Third-party checkpoints: the weights the papers' authors and other toolkits published.
+"""Third-party weights files: what the papers' authors and other toolkits published.
 
 Accepted layouts (each unwrapped by :func:`canonicalize`, then matched by key names and shapes):
 
@@ -23,9 +23,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .errors import IncompatibleCheckpointError, PclupError
-from .models.registry import ArchSpec, StateDict, list_archs
-from .weights import load_weights_strict, read_state_dict
+from ..errors import IncompatibleCheckpointError, PclupError
+from ..models.registry import ArchSpec, StateDict, list_archs
+from .formats import load_weights_strict, read_state_dict
 
 # Containers that wrap a state dict, in order of preference (EMA weights first, as BasicSR users expect).
 WRAPPER_KEYS = ("params_ema", "params-ema", "params", "model_state_dict", "state_dict", "model", "net_g", "net")
@@ -45,7 +45,7 @@ SUPER_IMAGE_WEIGHTS = re.compile(r"^pytorch_model_(\d)x\.pt$")
 
 
 def canonicalize(obj: Any, source: str = "checkpoint") -> StateDict:
-    """A flat ``{key: Tensor}`` from whatever a checkpoint file held.
+    """A flat ``{key: Tensor}`` from whatever a weights file held.
 
     Unwraps the containers in :data:`WRAPPER_KEYS` (and a single-entry dict), drops non-tensor entries
     (iteration counters, optimiser states are dicts and are dropped with them), and strips prefixes
@@ -120,11 +120,11 @@ def model_from_state_dict(
     except PclupError as e:
         raise IncompatibleCheckpointError(f"{source}: looks like {spec.name}, but {e}") from None
     model = spec.build(config)
-    load_weights_strict(model, spec.convert(dict(state_dict), config), source)
+    load_weights_strict(model, spec.import_foreign(dict(state_dict), config), source)
     return model.eval()
 
 
-def load_checkpoint(path: str | Path, overrides: Mapping[str, Any] | None = None) -> nn.Module:
+def load_foreign(path: str | Path, overrides: Mapping[str, Any] | None = None) -> nn.Module:
     """Load any third-party weights file (see the module docstring for the layouts)."""
     return model_from_state_dict(canonicalize(read_state_dict(path), str(path)), str(path), overrides)
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import HubError, ModelFileError
+from ..errors import HubError, ModelFileError
 
 REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<revision>[\w./-]+))?$")
 
@@ -138,7 +138,7 @@ def cached_file(repo_id: str, filename: str, revision: str | None = None) -> Pat
 
 def hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, object], Path]:
     """The repo's ``config.json``, parsed, and its cached path."""
-    from .weights import CONFIG_NAME, read_config
+    from .formats import CONFIG_NAME, read_config
 
     path = hub_file(repo_id, CONFIG_NAME, revision)
     try:

@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UnknownModelError
-from .registry import close_matches
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class Pretrained:
 
     Attributes:
         name: What users type after ``-m``: ``"edsr-s-x4"``.
-        variant: The :class:`~pclup.models.registry.Variant` it is an instance of.
+        variant: The :class:`~pclup.models.Variant` it is an instance of.
         scale: Its upscaling factor.
         repo_id: Hub repo holding the weights ("" for a packaged model).
         filename: The weights file in that repo.
@@ -142,6 +141,8 @@ def default_model_name(scale: float | None) -> str:
 
 def unknown_model(name: str) -> UnknownModelError:
     """The error for a model spec that names nothing, with close matches."""
+    from ..models.registry import close_matches  # not at the top: naming models does not import torch
+
     names = [p.name for p in PRETRAINED] + sorted({p.variant for p in PRETRAINED})
     return UnknownModelError(
         f"unknown model '{name}'{close_matches(name, names)}: not a built-in model, file, folder or "

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
-from ..models.registry import ArchSpec
+from .errors import UsageError
+from .models.registry import ArchSpec
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._version import __version__
-from .errors import IncompatibleCheckpointError, ModelFileError, PclupError, UnsafeCheckpointError
-from .models.registry import ArchSpec, arch_of, get_arch
+from .._version import __version__
+from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError, UnsafeCheckpointError
+from ..models.registry import ArchSpec, arch_of, get_arch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -159,7 +159,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         What the file holds: a flat ``{name: Tensor}`` for safetensors; for a PyTorch checkpoint whatever
-        plain structure of dicts, lists and tensors it holds (``pclup.checkpoints.canonicalize`` unwraps it).
+        plain structure of dicts, lists and tensors it holds (``foreign.canonicalize`` unwraps it).
 
     Raises:
         ModelFileError: missing, empty, truncated or corrupt file, or not a weights file at all.

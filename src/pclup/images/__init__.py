@@ -1,0 +1,51 @@
+"""Image input and output for ``pclup upscale``, and the network side of images.
+
+Reading gives an :class:`Image`: pixels as a NumPy array of shape (H, W, C) with C = 1 (grey) or
+C = 3 (colour), dtype ``uint8`` or ``uint16``, plus the alpha channel on its own (H, W), the ICC
+profile, the EXIF block, the dots per inch and where it came from. Writing puts the same things
+back, atomically.
+
+The file side: :mod:`.read` (decoding), :mod:`.write` (what each format holds, Pillow's encoders),
+:mod:`.png_tiff` (pclup's own 16-bit PNG and TIFF encoders), :mod:`.exif` (EXIF, orientation, dpi),
+:mod:`.formats` (the formats, their suffixes, the output format). The array side: :mod:`.arrays`
+(tensors, alpha, 16 to 8 bits).
+
+Which library does what: Pillow decodes everything (PNG, JPEG, WebP, TIFF and BMP, 16-bit colour
+included) and writes JPEG, WebP, BMP and 8-bit PNG; 16-bit PNG and all TIFF are written here, the
+TIFF tags serialised by Pillow. imageio is not needed and tifffile is not used.
+
+Colour management: pixels are kept in the colour space they come in and the ICC profile is written
+back unchanged; the only conversion is CMYK to RGB (through the embedded profile with LittleCMS
+when there is one, else Pillow's ``(255 - C) * (255 - K) / 255`` formula).
+"""
+
+from __future__ import annotations
+
+from .arrays import from_tensor, prepare_rgb_for_alpha, to_tensor, to_uint8, upscale_alpha
+from .formats import IMAGE_SUFFIXES, OUTPUT_EXTENSIONS, READ_FORMATS, choose_extension, image_files
+from .image import Image
+from .read import read_image
+from .write import write_image
+
+#: Largest input, in pixels (width × height), that :func:`read_image` decodes. The size is checked
+#: from the file header, before any pixel memory is allocated. ``None`` switches the check off.
+#: Pillow's own hard limit, 2 × ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 million pixels by
+#: default), applies as well: raise that one too to go beyond it.
+MAX_IMAGE_PIXELS: int | None = 178_956_970
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "OUTPUT_EXTENSIONS",
+    "READ_FORMATS",
+    "Image",
+    "choose_extension",
+    "from_tensor",
+    "image_files",
+    "prepare_rgb_for_alpha",
+    "read_image",
+    "to_tensor",
+    "to_uint8",
+    "upscale_alpha",
+    "write_image",
+]

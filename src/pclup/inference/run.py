@@ -1,0 +1,146 @@
+"""Upscale many files with one model: the run behind ``pclup upscale``.
+
+:func:`plan_upscale` checks every setting, loads the model and decides every output path before any
+work (see :mod:`pclup.inference.batch`); :meth:`UpscaleRun.run` then upscales the files in order and
+reports through callbacks. A file that fails does not stop the others: its error is in its
+:class:`~pclup.inference.upscale.FileResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import UsageError
+from ..weights import default_model_name, load_model
+from .batch import Job, check_suffix, collect_jobs, default_suffix, plan_outputs
+from .upscale import FileResult, Progress, Upscaler, parse_tile, upscale_file
+
+EXTS = ("auto", "png", "jpg", "webp", "tif")
+# No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
+# beyond it could not be stored even for a 1-pixel input.
+MAX_SCALE = 2**32 - 1
+STATUSES = ("ok", "skipped", "failed")
+
+
+@dataclass
+class UpscaleRun:
+    """A checked run: the model on its device, the output scale, and every input with its output path."""
+
+    upscaler: Upscaler
+    scale: float
+    jobs: list[Job]
+    outputs: list[Path]
+
+    def describe(self) -> str:
+        """One line: model, device, precision, tiling, output scale."""
+        return f"{self.upscaler.describe()}, output x{self.scale:g}"
+
+    def run(
+        self,
+        *,
+        overwrite: bool = False,
+        quality: int = 95,
+        on_file: Callable[[Job], None] | None = None,
+        on_result: Callable[[FileResult], None] | None = None,
+        on_tile: Progress | None = None,
+    ) -> list[FileResult]:
+        """Upscale every job in order (see :func:`~pclup.inference.upscale.upscale_file`).
+
+        ``on_file`` is called before each file, ``on_result`` with each file's result, ``on_tile`` with
+        ``(done, total)`` over the tiles of each model pass.
+        """
+        results = []
+        for job, dst in zip(self.jobs, self.outputs, strict=True):
+            if on_file is not None:
+                on_file(job)
+            result = upscale_file(
+                self.upscaler, job.src, dst, scale=self.scale, overwrite=overwrite, quality=quality,
+                progress=on_tile,
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return results
+
+    def summary(self, results: Sequence[FileResult]) -> dict[str, Any]:
+        """The JSON summary of a run: the model, device and precision, every file, and the counts."""
+        loaded = self.upscaler.loaded
+        return {
+            "pclup_version": __version__,
+            "model": loaded.name,
+            "source": loaded.source,
+            "architecture": loaded.arch.name,
+            "model_scale": loaded.scale,
+            "scale": self.scale,
+            "device": self.upscaler.torch_device.type,
+            "precision": self.upscaler.precision_name,
+            "files": [r.to_json() for r in results],
+            **count_statuses(results),
+        }
+
+
+def count_statuses(results: Sequence[FileResult]) -> dict[str, int]:
+    """``{"ok": n, "skipped": n, "failed": n}``."""
+    return {status: sum(r.status == status for r in results) for status in STATUSES}
+
+
+def plan_upscale(
+    inputs: Sequence[str | Path],
+    *,
+    model: str | None = None,
+    scale: float | None = None,
+    output: Path | None = None,
+    suffix: str | None = None,
+    ext: str = "auto",
+    tile: int | str = "auto",
+    tile_overlap: int = 16,
+    device: str = "auto",
+    precision: str = "auto",
+    tta: bool = False,
+    recursive: bool = False,
+) -> UpscaleRun:
+    """Check the settings, load the model, and plan every output before any work.
+
+    Args:
+        inputs: Image files, folders or glob patterns.
+        model: Any model spec (see :func:`pclup.load_model`); None or ``"default"``: the packaged
+            default model whose scale reaches ``scale``.
+        scale: Output scale, any factor >= 1; None: the model's own.
+        output: Output folder, or for one input the output file; None: next to each input.
+        suffix: Appended to output file names; None: ``_x<scale>``.
+        ext: ``auto`` (the input's format where it can hold the result), ``png``, ``jpg``, ``webp`` or
+            ``tif``.
+        tile, tile_overlap, device, precision, tta: See :class:`~pclup.inference.upscale.Upscaler`.
+        recursive: Descend into sub-folders and mirror them under ``output``.
+
+    Raises:
+        UsageError: a bad setting, input or output path, or outputs that would collide.
+        PclupError: the model cannot be loaded.
+    """
+    if ext not in EXTS:
+        raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
+    if scale is not None and not (math.isfinite(scale) and scale >= 1):
+        raise UsageError(f"--scale {scale:g} must be a finite number >= 1")
+    if scale is not None and scale > MAX_SCALE:
+        raise UsageError(
+            f"--scale {scale:g} is too large: no image format holds a side of more than {MAX_SCALE} pixels"
+        )
+    tile = parse_tile(tile)
+    if suffix is not None:
+        check_suffix(suffix)
+    if model is None or model.lower() == "default":
+        model = default_model_name(scale)  # the packaged default whose scale reaches the requested one
+    loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
+    out_scale = scale or float(loaded.scale)
+    suffix = default_suffix(out_scale) if suffix is None else suffix
+    jobs = collect_jobs([str(i) for i in inputs], recursive=recursive, suffix=suffix)
+    outputs = plan_outputs(jobs, output=output, suffix=suffix, ext=ext, scale=out_scale)  # before any work
+    upscaler = Upscaler(
+        loaded, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap, tta=tta
+    )
+    return UpscaleRun(upscaler, out_scale, jobs, outputs)

@@ -1,0 +1,89 @@
+"""Model weights: every way of naming a model, and pclup's model folders. The one door is :func:`load_model`.
+
+Inside, each module does one job:
+
+* ``catalogue``: the built-in models (names, scales, where their weights come from);
+* ``hub``: files from the Hugging Face Hub (and its cache);
+* ``formats``: pclup's model folder (``config.json`` + ``model.safetensors``) and safe reading of any
+  weights file;
+* ``foreign``: third-party layouts (the papers' own checkpoints, BasicSR, SwinIR, super-image);
+* ``loader``: :func:`load_model`, which resolves a model spec through the others.
+
+Other modules import from this package only. Naming and listing models (the catalogue, repo ids) does not
+import torch; the names that need it are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .catalogue import Pretrained, default_model_name, list_pretrained
+from .hub import cached_file, hub_file
+
+_LAZY = {
+    "LoadedModel": "loader",
+    "load_model": "loader",
+    "CONFIG_NAME": "formats",
+    "WEIGHTS_NAME": "formats",
+    "config_from_dict": "formats",
+    "config_to_dict": "formats",
+    "load_pretrained": "formats",
+    "load_weights_strict": "formats",
+    "read_state_dict": "formats",
+    "save_pretrained": "formats",
+    "canonicalize": "foreign",
+    "load_foreign": "foreign",
+    "model_from_state_dict": "foreign",
+    "super_image_overrides": "foreign",
+}
+
+if TYPE_CHECKING:
+    from .foreign import canonicalize, load_foreign, model_from_state_dict, super_image_overrides
+    from .formats import (
+        CONFIG_NAME,
+        WEIGHTS_NAME,
+        config_from_dict,
+        config_to_dict,
+        load_pretrained,
+        load_weights_strict,
+        read_state_dict,
+        save_pretrained,
+    )
+    from .loader import LoadedModel, load_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pclup.weights' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "LoadedModel",
+    "Pretrained",
+    "cached_file",
+    "canonicalize",
+    "config_from_dict",
+    "config_to_dict",
+    "default_model_name",
+    "hub_file",
+    "list_pretrained",
+    "load_foreign",
+    "load_model",
+    "load_pretrained",
+    "load_weights_strict",
+    "model_from_state_dict",
+    "read_state_dict",
+    "save_pretrained",
+    "super_image_overrides",
+]
