@@ -4,7 +4,7 @@ Both go through what ``pclup upscale`` runs (``Upscaler`` at fp32, untiled, infe
 on the same random 512x512 input. The default model is the packaged ``default-x4``; EDSR-S is the
 architecture with random weights (its speed does not depend on the values of its weights, and its
 trained weights need the network). Runs are interleaved (round-robin), 1 warm-up round, then the median of
-``--repeats``. The issue's target: the default at least 5x faster.
+``--repeats``. The target: the default at least 5x faster.
 
 Usage: python benchmarks/default_speed.py [--repeats 5] [--size 512] [--threads N] [--json out.json]
 """

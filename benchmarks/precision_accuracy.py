@@ -1,7 +1,7 @@
 """How far a model's bf16 (and fp16) output is from its fp32 output, on real images with trained weights.
 
 ``--precision auto`` may pick bf16 only for architectures whose bf16 output stays within 0.5/255 of fp32
-on real images (issue #3). This measures it: each model runs through ``Upscaler`` (what ``pclup upscale``
+on real images. This measures it: each model runs through ``Upscaler`` (what ``pclup upscale``
 runs: untiled, channels_last, inference_mode) at fp32 and under bf16 (and fp16) autocast, on the
 MATLAB-bicubic LR of each test image; the outputs are compared as floats clamped to [0, 1], in 1/255
 units, before any rounding to 8 bits. Also: the share of pixels that differ by more than 0.5/255 and the

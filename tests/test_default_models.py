@@ -1,5 +1,5 @@
 """The models shipped inside the package: present, small, loadable offline, used by default, and as good
-as the issue promises (FSRCNN's published figures on Set5 and Set14; the other sets are in docs/results.md)."""
+as promised (FSRCNN's published figures on Set5 and Set14; the other sets are in docs/results.md)."""
 
 from __future__ import annotations
 

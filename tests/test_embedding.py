@@ -1,4 +1,4 @@
-"""EmbeddingNet: the SRGAN-style discriminator on Haar high bands (PCL-METHOD §2.1)."""
+"""EmbeddingNet: the SRGAN-style discriminator on Haar high bands (docs/method.md, "The embedding network")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _x(b: int = 2, size: int = 48, channels: int = 3, seed: int = 0) -> torch.Te
 
 def test_parameter_count_matches_the_released_discriminator() -> None:
     n = sum(p.numel() for p in EmbeddingNet(width=64).parameters())
-    assert n == 4_690_752 + 513  # trunk + patch head, PCL-METHOD §2.1
+    assert n == 4_690_752 + 513  # trunk + patch head (docs/method.md)
     assert n == pytest.approx(4.69e6, rel=0.005)
 
 
