@@ -20,7 +20,7 @@ _NO_HARD_LINKS = frozenset(
 
 
 def atomic_write(
-    path: Path, write: Callable[[IO[bytes]], None], *, overwrite: bool = True, parents: bool = False
+    path: Path, write: Callable[[IO[bytes]], object], *, overwrite: bool = True, parents: bool = False
 ) -> bool:
     """Write ``path`` whole or not at all: ``write`` fills a temporary file that then takes the name.
 

@@ -148,7 +148,10 @@ def _crop_score(a: np.ndarray, b: np.ndarray, size: int) -> tuple[float, int, in
     step = max(1, size // 4)
     best = (-1.0, 0, 0)
     for top in range(0, h - size + 1, step):
-        sums = integral[top + size, size:] - integral[top, size:] - integral[top + size, :-size] + integral[top, :-size]
+        sums = (
+            integral[top + size, size:] - integral[top, size:]
+            - integral[top + size, :-size] + integral[top, :-size]
+        )
         left = int(np.argmax(sums[::step])) * step
         value = float(sums[left]) / (size * size)
         if value > best[0]:
@@ -193,9 +196,9 @@ def benchmark(
     tile = parse_tile(tile)
     if not models:
         raise UsageError("no model given (-m); use -m bicubic for the baseline")
-    for s in scales:
-        if s < 1 or int(s) != s:
-            raise UsageError(f"--scale {s}: bench scales are integers >= 1")
+    for factor in scales:
+        if factor < 1 or int(factor) != factor:
+            raise UsageError(f"--scale {factor}: bench scales are integers >= 1")
     datasets: list[Dataset] = [resolve_dataset(s, data_dir) for s in sets]
     results: list[BenchResult] = []
     per_image: list[ImageResult] = []
@@ -210,11 +213,13 @@ def benchmark(
             loaded = load_model(spec, scale=scale)
             if loaded.scale != scale:
                 if len(scales) == 1:
-                    raise UsageError(f"model '{spec}' is x{loaded.scale}, not x{scale}: pass -s {loaded.scale}")
+                    raise UsageError(
+                        f"model '{spec}' is x{loaded.scale}, not x{scale}: pass -s {loaded.scale}"
+                    )
                 continue
-            up = Upscaler(loaded, device=device, precision=precision, tile=tile, tta=tta)
-            device_name = up.torch_device.type
-            upscalers[spec] = up
+            upscaler = Upscaler(loaded, device=device, precision=precision, tile=tile, tta=tta)
+            device_name = upscaler.torch_device.type
+            upscalers[spec] = upscaler
         for ds in datasets:
             totals = {name: [0.0, 0.0, 0.0, 0.0] for name in upscalers}  # psnr, ssim, seconds, megapixels
             comparison = Comparison(ds.name, scale, "", (0, 0, 0, 0)) if compare_crop else None
@@ -288,7 +293,11 @@ def _update_comparison(
     order = [BICUBIC] + [n for n in names if n != BICUBIC]
     for name in order:
         comparison.crops[name] = candidates[name][top : top + size_h, left : left + size_w].copy()
-    recent = {r.model: r.psnr for r in per_image if r.image == image and r.dataset == comparison.dataset and r.scale == scale}
+    recent = {
+        r.model: r.psnr
+        for r in per_image
+        if r.image == image and r.dataset == comparison.dataset and r.scale == scale
+    }
     comparison.psnr = {name: recent.get(name, float("nan")) for name in order}
     if BICUBIC not in recent:
         comparison.psnr[BICUBIC] = evaluate_pair(candidates[BICUBIC], hr, scale)[0]
@@ -305,7 +314,8 @@ def compare_grid(comparisons: Sequence[Comparison], zoom: int = 2) -> np.ndarray
     for comp in comparisons:
         tiles = []
         for label, crop in comp.crops.items():
-            tile = Image.fromarray(crop).resize((crop.shape[1] * zoom, crop.shape[0] * zoom), Image.NEAREST)
+            zoomed = (crop.shape[1] * zoom, crop.shape[0] * zoom)
+            tile = Image.fromarray(crop).resize(zoomed, Image.Resampling.NEAREST)
             canvas = Image.new("RGB", (tile.width, tile.height + 28), "white")
             canvas.paste(tile, (0, 28))
             draw = ImageDraw.Draw(canvas)

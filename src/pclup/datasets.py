@@ -11,6 +11,7 @@ leaves its folder is refused whole (see :func:`extract_tarball`).
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import stat
@@ -19,7 +20,6 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from .errors import HubError, PclupError, UsageError
 from .images import IMAGE_SUFFIXES, image_files
@@ -207,21 +207,25 @@ def _extract_members(tar: tarfile.TarFile, root: Path, tarball: Path) -> None:
             fd = os.open(os.path.join(real_parent, parts[-1]), _OPEN_FLAGS, 0o644)
         except FileExistsError:
             raise _refused(tarball, f"member '{member.name}' appears twice") from None
-        with os.fdopen(fd, "wb") as out, tar.extractfile(member) as source:  # type: ignore[union-attr]
-            shutil.copyfileobj(source, out, _CHUNK)  # tarfile reads exactly member.size bytes, or raises
+        with os.fdopen(fd, "wb") as out:
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file (checked above) always has its data
+            with source:
+                shutil.copyfileobj(source, out, _CHUNK)  # tarfile reads exactly member.size bytes, or raises
 
 
-def _decompressed(raw: BinaryIO) -> BinaryIO:
+def _decompressed(raw: io.BufferedIOBase) -> io.BufferedIOBase:
     """The archive's tar stream: gunzipped if it is gzip (as the Hub's test sets are), else as it is."""
     gzipped = raw.read(2) == b"\x1f\x8b"
     raw.seek(0)
     return gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
 
 
-class _Capped:
+class _Capped(io.RawIOBase):
     """A stream's ``read`` that refuses to give more than a test set's worth of bytes, headers included."""
 
-    def __init__(self, stream: BinaryIO, tarball: Path) -> None:
+    def __init__(self, stream: io.BufferedIOBase, tarball: Path) -> None:
+        super().__init__()
         self.stream, self.tarball, self.left = stream, tarball, MAX_TOTAL_BYTES + MAX_MEMBERS * 4096 + _CHUNK
 
     def read(self, size: int = -1) -> bytes:

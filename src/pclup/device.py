@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import platform
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -43,7 +44,9 @@ def pick_device(name: str | None = None) -> torch.device:
         raise UsageError(f"--device '{name}' is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available (this torch build or machine has none)")
+            raise UsageError(
+                "--device cuda: no CUDA device is available (this torch build or machine has none)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
     elif device.type == "mps":
@@ -80,7 +83,9 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def pick_precision(precision: str, device: torch.device, arch: ArchSpec, *, training: bool = False) -> torch.dtype:
+def pick_precision(
+    precision: str, device: torch.device, arch: ArchSpec, *, training: bool = False
+) -> torch.dtype:
     """The compute dtype for ``precision`` (one of :data:`PRECISIONS`) on ``device`` for ``arch``; the rules
     of ``auto`` differ between upscaling and ``training`` (see the module's docstring)."""
     if precision not in PRECISIONS:
@@ -92,11 +97,17 @@ def pick_precision(precision: str, device: torch.device, arch: ArchSpec, *, trai
             return torch.float16
         return torch.float32
     if precision == "fp16" and training:
-        raise UsageError("--precision fp16 is not supported for training (it needs loss scaling); use bf16 or fp32")
+        raise UsageError(
+            "--precision fp16 is not supported for training (it needs loss scaling); use bf16 or fp32"
+        )
     if precision == "fp16" and device.type == "cpu":
-        raise UsageError("--precision fp16 needs a GPU (CPUs compute float16 slowly or not at all); use bf16 or fp32")
+        raise UsageError(
+            "--precision fp16 needs a GPU (CPUs compute float16 slowly or not at all); use bf16 or fp32"
+        )
     if precision == "fp16" and not arch.supports_fp16:
-        raise UsageError(f"--precision fp16: {arch.name} is not safe in float16 (it overflows); use bf16 or fp32")
+        raise UsageError(
+            f"--precision fp16: {arch.name} is not safe in float16 (it overflows); use bf16 or fp32"
+        )
     if precision == "bf16" and device.type == "mps":
         raise UsageError("--precision bf16 is not supported on MPS; use fp16 or fp32")
     return DTYPES[precision]
@@ -106,10 +117,14 @@ def precision_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in DTYPES.items()}[dtype]
 
 
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def to_channels_last(model: ModuleT) -> ModuleT:
     """Put every 2-D convolution's weights in channels-last layout (other parameters, such as HAN's 3-D
     convolution, keep theirs: ``model.to(memory_format=...)`` refuses tensors that are not 4-D)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
-            module.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format, but torch's annotations of it leave that keyword out
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model

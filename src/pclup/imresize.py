@@ -226,7 +226,7 @@ def _resize_dim(x: Tensor, dim: int, op: Tensor) -> Tensor:
 
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
-    if isinstance(value, numbers.Real):
+    if isinstance(value, (float, numbers.Real)):  # Real: any real number, NumPy scalars included
         return float(value), float(value)
     vals = tuple(float(v) for v in value)
     if len(vals) != 2:

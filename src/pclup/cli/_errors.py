@@ -10,11 +10,12 @@ import functools
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import typer
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -31,11 +32,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command so that pclup errors, Ctrl+C, SIGTERM and out-of-memory end it with one line."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from pclup.errors import PclupError
 
         if threading.current_thread() is threading.main_thread():
@@ -55,6 +56,6 @@ def handle_errors(func: F) -> F:
                 raise fail("out of memory", 1) from None
             raise
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 

@@ -19,25 +19,40 @@ def bench(
     models: ModelsOpt,
     sets: Annotated[
         list[str],
-        typer.Option("--set", help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable."),
+        typer.Option(
+            "--set",
+            help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable.",
+        ),
     ] = ["Set5"],  # noqa: B006 - typer needs a literal default
     scales: Annotated[list[int], typer.Option("--scale", "-s", help="Scale(s); repeatable.")] = [4],  # noqa: B006
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder holding the named sets.", show_default="$PCLUP_DATA, else the Hub")
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Folder holding the named sets.", show_default="$PCLUP_DATA, else the Hub"
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     precision: BenchPrecisionOpt = "fp32",
     tile: TileOpt = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="x8 self-ensemble.")] = False,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.", show_default="no JSON")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the averages as CSV here.", show_default="no CSV")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table instead of the rich table.")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON here.", show_default="no JSON")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Write the averages as CSV here.", show_default="no CSV")
+    ] = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table instead of the rich table.")
+    ] = False,
     save_images: Annotated[Path | None, typer.Option(
         "--save-images", help="Write every SR output under this folder.", show_default="not written")] = None,
     compare: Annotated[
-        Path | None, typer.Option(
-            "--compare", help="Write a side-by-side PNG of crops where the models differ most.", show_default="none"
-        )
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="Write a side-by-side PNG of crops where the models differ most.",
+            show_default="none",
+        ),
     ] = None,
     crop: Annotated[int, typer.Option("--crop", min=16, help="Crop side for --compare, in HR pixels.")] = 96,
 ) -> None:
@@ -50,8 +65,8 @@ def bench(
     from pclup.bench import benchmark, compare_grid
 
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("bench", total=None)
 
         def on_image(dataset: str, scale: int, done: int, total: int) -> None:
@@ -63,8 +78,10 @@ def bench(
         )
 
     rows = [
-        (r.model, r.dataset, f"x{r.scale}", f"{r.psnr:.2f}", f"{r.ssim:.4f}", str(r.images), f"{r.seconds:.2f}",
-         "-" if math.isinf(r.mp_per_second) else f"{r.mp_per_second:.2f}")
+        (
+            r.model, r.dataset, f"x{r.scale}", f"{r.psnr:.2f}", f"{r.ssim:.4f}", str(r.images),
+            f"{r.seconds:.2f}", "-" if math.isinf(r.mp_per_second) else f"{r.mp_per_second:.2f}",
+        )
         for r in report.results
     ]
     header = ("model", "set", "scale", "PSNR", "SSIM", "images", "seconds", "MP/s")
@@ -74,7 +91,8 @@ def bench(
         for row in rows:
             typer.echo("| " + " | ".join(row) + " |")
     else:
-        table = Table(title=f"pclup bench ({report.device}, PSNR/SSIM on Y, border = scale)", title_justify="left")
+        title = f"pclup bench ({report.device}, PSNR/SSIM on Y, border = scale)"
+        table = Table(title=title, title_justify="left")
         for column in header:
             table.add_column(column, justify="left" if column in ("model", "set") else "right")
         for row in rows:
@@ -87,7 +105,8 @@ def bench(
             writer = csv.writer(f)
             writer.writerow(["model", "dataset", "scale", "psnr", "ssim", "images", "seconds"])
             for r in report.results:
-                writer.writerow([r.model, r.dataset, r.scale, f"{r.psnr:.4f}", f"{r.ssim:.6f}", r.images, f"{r.seconds:.3f}"])
+                figures = [f"{r.psnr:.4f}", f"{r.ssim:.6f}", r.images, f"{r.seconds:.3f}"]
+                writer.writerow([r.model, r.dataset, r.scale, *figures])
     if compare:
         grid = compare_grid(report.comparisons)
         images.write_image(images.Image(pixels=grid, format="PNG"), compare)

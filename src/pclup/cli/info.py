@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,7 @@ def info(
     from pclup.weights import load_model
 
     loaded = load_model(model, scale=scale)
-    data = {
+    data: dict[str, Any] = {
         "name": loaded.name,
         "source": loaded.source,
         "architecture": loaded.arch.name,
@@ -32,7 +32,7 @@ def info(
         "parameters": count_parameters(loaded.model),
         "supports_fp16": loaded.arch.supports_fp16,
         "supports_bf16": loaded.arch.supports_bf16,
-        "config": dataclasses.asdict(loaded.model.config),  # type: ignore[arg-type]
+        "config": dataclasses.asdict(loaded.model.config),
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -49,7 +49,9 @@ def convert(
     output: Annotated[Path, typer.Argument(help="Folder to write config.json and model.safetensors to.")],
     scale: ScaleOpt = None,
     half: Annotated[bool, typer.Option("--half", help="Store float16 weights (half the size).")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model already in OUTPUT.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model already in OUTPUT.")
+    ] = False,
 ) -> None:
     """Convert any model pclup can load (third-party checkpoint, Hub repo) into a pclup model folder."""
     from pclup.errors import UsageError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ def models(
     from pclup.models.params import variant_parameters
     from pclup.weights import cached_file, list_pretrained
 
-    pretrained = [
+    pretrained: list[dict[str, Any]] = [
         {
             "name": p.name,
             "scale": p.scale,
@@ -41,7 +41,7 @@ def models(
         }
         for p in list_pretrained()
     ]
-    variants = [
+    variants: list[dict[str, Any]] = [
         {
             "name": v.name,
             "architecture": v.arch,
@@ -58,15 +58,19 @@ def models(
     console = Console()
     table = Table(title="Built-in models (-m NAME)", title_justify="left")
     for column in ("name", "scale", "params", "source", "local"):
-        table.add_column(column, justify="right" if column in ("scale", "params") else "left", overflow="fold")
+        table.add_column(
+            column, justify="right" if column in ("scale", "params") else "left", overflow="fold"
+        )
     for p in pretrained:
-        table.add_row(p["name"], f"x{p['scale']}", _millions(p["parameters"]), p["source"], "yes" if p["local"] else "no")
+        local = "yes" if p["local"] else "no"
+        table.add_row(p["name"], f"x{p['scale']}", _millions(p["parameters"]), p["source"], local)
     console.print(table)
     arch = Table(title="Architectures (--arch NAME, for training)", title_justify="left")
     for column in ("name", "scales", "params (x4)", "paper"):
         arch.add_column(column, justify="right" if column.startswith("params") else "left")
     for v in variants:
-        arch.add_row(v["name"], ",".join(f"x{s}" for s in v["scales"]), _millions(v["parameters_x4"]), v["paper"])
+        scales = ",".join(f"x{s}" for s in v["scales"])
+        arch.add_row(v["name"], scales, _millions(v["parameters_x4"]), v["paper"])
     console.print(arch)
     console.print(
         "Also accepted wherever a model is named: a model folder, a weights file "

@@ -26,15 +26,23 @@ def _ft(name: str) -> str:
 
 
 Data = Annotated[list[Path] | None, typer.Option(
-    "--data", help="Folder(s) of HR training images (recursive); repeatable.", show_default="the recipe's data")]
+    "--data", help="Folder(s) of HR training images (recursive); repeatable.",
+    show_default="the recipe's data")]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
 Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
-PclWeight = Annotated[float | None, typer.Option("--pcl-weight", help="lambda in L1 + lambda * L_CL.", show_default=_d("pcl_weight"))]
-PclNoGrad = Annotated[bool | None, typer.Option("--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.", show_default="--pcl-grad")]
-Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.", show_default=_d("steps"))]
-FtSteps = Annotated[int | None, typer.Option("--steps", min=1, help="Training steps.", show_default=_ft("steps"))]
-Batch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Batch size.", show_default=_d("batch_size"))]
-Patch = Annotated[int | None, typer.Option("--patch-size", min=4, help="LR patch side in pixels.", show_default=_d("patch_size"))]
+PclWeight = Annotated[float | None, typer.Option(
+    "--pcl-weight", help="lambda in L1 + lambda * L_CL.", show_default=_d("pcl_weight"))]
+PclNoGrad = Annotated[bool | None, typer.Option(
+    "--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.",
+    show_default="--pcl-grad")]
+Steps = Annotated[int | None, typer.Option(
+    "--steps", min=1, help="Training steps.", show_default=_d("steps"))]
+FtSteps = Annotated[int | None, typer.Option(
+    "--steps", min=1, help="Training steps.", show_default=_ft("steps"))]
+Batch = Annotated[int | None, typer.Option(
+    "--batch-size", min=1, help="Batch size.", show_default=_d("batch_size"))]
+Patch = Annotated[int | None, typer.Option(
+    "--patch-size", min=4, help="LR patch side in pixels.", show_default=_d("patch_size"))]
 LR_HELP = "Peak learning rate (cosine schedule down to 1e-7)."
 Lr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_d("lr"))]
 FtLr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_ft("lr"))]
@@ -48,17 +56,22 @@ Resume = Annotated[Path | None, typer.Option(
     "--resume", help="Continue a run from its folder or checkpoint.", show_default="a new run")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the run already in --out (its config, log, checkpoint and model only).")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed of the batches and the initial weights.", show_default=_d("seed"))]
-Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N, mps.", show_default=_d("device"))]
+Seed = Annotated[int | None, typer.Option(
+    "--seed", help="Seed of the batches and the initial weights.", show_default=_d("seed"))]
+Device = Annotated[str | None, typer.Option(
+    "--device", help="auto, cpu, cuda, cuda:N, mps.", show_default=_d("device"))]
 Precision = Annotated[str | None, typer.Option(
     "--precision", help="auto (bf16 where the device computes it natively, else fp32), fp32 or bf16.",
     show_default=_d("precision"))]
 Config = Annotated[Path | None, typer.Option(
     "--config", help="TOML file of settings (a recipe); flags override it.", show_default="none")]
 Workers = Annotated[int | None, typer.Option(
-    "--workers", min=0, help="Data-loader processes (0: in the training process).", show_default=_d("workers"))]
-Ema = Annotated[float | None, typer.Option("--ema", help="EMA decay of the saved weights (0: off).", show_default=_d("ema"))]
-GradClip = Annotated[float | None, typer.Option("--grad-clip", help="Max gradient norm (0: off).", show_default=_d("grad_clip"))]
+    "--workers", min=0, help="Data-loader processes (0: in the training process).",
+    show_default=_d("workers"))]
+Ema = Annotated[float | None, typer.Option(
+    "--ema", help="EMA decay of the saved weights (0: off).", show_default=_d("ema"))]
+GradClip = Annotated[float | None, typer.Option(
+    "--grad-clip", help="Max gradient norm (0: off).", show_default=_d("grad_clip"))]
 Warmup = Annotated[int | None, typer.Option(
     "--warmup-steps", min=0,
     help="Linear warm-up steps, fewer than --steps.", show_default=_d("warmup_steps"))]
@@ -109,9 +122,13 @@ def _run(
         f"{command}: {what} from {model.init or 'a new ' + model.arch} x{data.scale}, {optim.steps} steps "
         f"(warm-up {optim.warmup_steps}), lr {optim.lr:g}, into {out}"
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{what} {model.init or model.arch} x{data.scale}", total=optim.steps, info="")
+        description = f"{what} {model.init or model.arch} x{data.scale}"
+        task = progress.add_task(description, total=optim.steps, info="")
 
         def on_start(start: RunStart) -> None:
             if start.resumed_from is not None:
@@ -134,7 +151,10 @@ def _run(
             step = checkpoint_step(out)
             if step is None:
                 raise
-            what, code = ("terminated", 128 + signal.SIGTERM) if isinstance(e, Terminated) else ("interrupted", 130)
+            if isinstance(e, Terminated):
+                what, code = "terminated", 128 + signal.SIGTERM
+            else:
+                what, code = "interrupted", 130
             where = f"the checkpoint (step {step}) is in {out}: continue with --resume {out}"
             raise fail(f"{what}; {where}", code) from None
     say(f"model written to {final} (use it with -m {final})")
@@ -145,17 +165,19 @@ def train_command(
     data: Data = None,
     arch: Annotated[str | None, typer.Option(
         "--arch", help="Architecture variant (see 'pclup models').", show_default=_d("arch"))] = None,
-    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: Steps = None,
-    batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None, val_set: ValSet = None, data_dir: DataDir = None,
-    out: Out = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
-    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
+    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
+    steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
+    val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
+    seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
+    workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Train an SR network from scratch with L1 or L1 + PCL."""
     overrides = _overrides(
-        data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad, steps=steps,
-        batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
-        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
+        data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
+        steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
+        out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
+        warmup_steps=warmup_steps,
     )
     _run("train", overrides, config, resume, overwrite)
 
@@ -166,17 +188,19 @@ def finetune_command(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub).",
         show_default="the built-in default model of -s: default-x2, -x3, -x4")] = None,
-    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None, steps: FtSteps = None,
-    batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None, val_set: ValSet = None, data_dir: DataDir = None,
-    out: FtOut = None, resume: Resume = None, seed: Seed = None, device: Device = None, precision: Precision = None,
-    config: Config = None, workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: FtWarmup = None,
+    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
+    steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
+    val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
+    seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
+    workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: FtWarmup = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune a model on your own images with PCL (small learning rate, warm-up of at most a tenth of the
     steps, a new model folder as output)."""
     overrides = _overrides(
-        data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad, steps=steps,
-        batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir, out=out, seed=seed,
-        device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip, warmup_steps=warmup_steps,
+        data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
+        steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
+        out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
+        warmup_steps=warmup_steps,
     )
     _run("finetune", overrides, config, resume, overwrite)

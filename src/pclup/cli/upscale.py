@@ -17,11 +17,20 @@ from ._options import DeviceOpt, ModelOpt, PrecisionOpt, TileOpt
 def upscale(
     inputs: Annotated[
         list[str],
-        typer.Argument(metavar="INPUT...", help="Image files, folders or glob patterns ('photos/*.jpg').", show_default=False),
+        typer.Argument(
+            metavar="INPUT...",
+            help="Image files, folders or glob patterns ('photos/*.jpg').",
+            show_default=False,
+        ),
     ],
     scale: Annotated[
         float | None,
-        typer.Option("--scale", "-s", help="Output scale, any factor >= 1 (default: the model's own; 4 with the default model).", show_default=False),
+        typer.Option(
+            "--scale",
+            "-s",
+            help="Output scale, any factor >= 1 (default: the model's own; 4 with the default model).",
+            show_default=False,
+        ),
     ] = None,
     model: ModelOpt = None,
     output: Annotated[
@@ -36,25 +45,43 @@ def upscale(
     suffix: Annotated[
         str | None,
         typer.Option(
-            "--suffix", help="Appended to output file names, no '/' (default '_x<scale>').", show_default=False
+            "--suffix",
+            help="Appended to output file names, no '/' (default '_x<scale>').",
+            show_default=False,
         ),
     ] = None,
-    ext: Annotated[str, typer.Option("--ext", help="auto (keep the input's format where it can hold the result), png, jpg, webp, tif.")] = "auto",
+    ext: Annotated[
+        str,
+        typer.Option(
+            "--ext", help="auto (keep the input's format where it can hold the result), png, jpg, webp, tif."
+        ),
+    ] = "auto",
     tile: TileOpt = "auto",
     tile_overlap: Annotated[
         int,
-        typer.Option("--tile-overlap", min=0, help="Pixels shared by neighbouring tiles (at most half a tile)."),
+        typer.Option(
+            "--tile-overlap", min=0, help="Pixels shared by neighbouring tiles (at most half a tile)."
+        ),
     ] = 16,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="x8 flip/rotate self-ensemble: a little better, 8x slower.")] = False,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror them in the output.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="x8 flip/rotate self-ensemble: a little better, 8x slower.")
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders; mirror them in the output.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")
+    ] = False,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-file lines; errors only.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no per-file lines; errors only.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on standard output.")] = False,
 ) -> None:
-    """Upscale images. Exit 0 when every file succeeded (or was skipped), 1 when some failed, 2 on usage errors."""
+    """Upscale images. Exit 0 when every file succeeded (or was skipped), 1 when some failed, 2 on usage
+    errors."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,7 +113,8 @@ def upscale(
         def on_result(result: FileResult) -> None:
             progress.advance(files_task)
             if result.status == "ok":
-                (w, h), (ow, oh) = result.size, result.out_size  # type: ignore[misc]
+                assert result.size is not None and result.out_size is not None  # an "ok" result has both
+                (w, h), (ow, oh) = result.size, result.out_size
                 sizes = f"{w}x{h} -> {ow}x{oh}, {result.seconds:.2f} s"
                 console.print(f"{result.input} -> {result.output} ({sizes})")
                 if result.notes:

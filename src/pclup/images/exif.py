@@ -20,9 +20,9 @@ TIFF_EXIF_TAGS = (270, 271, 272, 305, 306, 315, 316, 33432)
 
 def read_dpi(info: dict[Any, Any]) -> tuple[float, float] | None:
     """The (x, y) dots per inch in Pillow's ``info`` of a file, or None."""
-    dpi = info.get("dpi")
+    dpi = info.get("dpi", ())
     try:
-        x, y = (float(v) for v in dpi)  # type: ignore[union-attr]
+        x, y = (float(v) for v in dpi)
     except (TypeError, ValueError):
         return None
     if not (x > 0 and y > 0):

@@ -101,7 +101,7 @@ def choose_extension(source: Image | str | None, ext: str, *, size: tuple[int, i
         if size is not None and max(size) > MAX_SIDE[fmt]:
             fmt = "PNG"
         return _CANONICAL_EXT[fmt]
-    fmt = OUTPUT_EXTENSIONS.get(key)
-    if fmt is None:
+    named = OUTPUT_EXTENSIONS.get(key)
+    if named is None:
         raise UsageError(f"unknown output extension {ext!r}: use auto, png, jpg, webp, tif or bmp")
-    return _CANONICAL_EXT[fmt]
+    return _CANONICAL_EXT[named]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image as PILImage
@@ -108,7 +108,7 @@ def write_tiff(
     dpi: tuple[float, float] | None = None,
     notes: list[str] | None = None,
     compress: bool = True,
-    byteorder: str = "<",
+    byteorder: Literal["<", ">"] = "<",
 ) -> None:
     """Write an 8/16-bit grey, grey+alpha (8-bit), RGB or RGBA TIFF, one IFD, contiguous samples.
 

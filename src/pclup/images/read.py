@@ -19,11 +19,11 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import PngImagePlugin, UnidentifiedImageError
+from PIL import ImageFile, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import ImageReadError
 from .arrays import max_value
@@ -124,7 +124,7 @@ def _read(path: Path, head: bytes) -> Image:
 
 
 @contextlib.contextmanager
-def _open_pil(path: Path) -> Iterator[PILImage.Image]:
+def _open_pil(path: Path) -> Iterator[ImageFile.ImageFile]:
     im = PILImage.open(path, formats=list(READ_FORMATS))
     try:
         yield im
@@ -202,7 +202,7 @@ def _decode(path: Path, pil: PILImage.Image) -> Image:
         if dpi is not None and orientation >= 5:
             dpi = (dpi[1], dpi[0])
     # Pillow hands out read-only views of its buffers: give the caller arrays it can modify.
-    need = ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE")
+    need: Final = ("C_CONTIGUOUS", "ALIGNED", "WRITEABLE")
     return Image(
         pixels=np.require(pixels, requirements=need),
         alpha=None if alpha is None else np.require(alpha, requirements=need),
@@ -228,7 +228,7 @@ def _decode_pixels(
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Decode to ((H, W, C) pixels, (H, W) alpha or None, whether the ICC no longer applies)."""
     mode = pil.mode
-    if fmt in ("PNG", "TIFF") and mode in ("RGB", "RGBA"):
+    if fmt in ("PNG", "TIFF") and mode in ("RGB", "RGBA") and isinstance(pil, ImageFile.ImageFile):
         rawmode = _tile_rawmode(pil)
         if rawmode is not None and ";16" in rawmode:
             arr = _decode_16bit_colour(path, pil, rawmode)
@@ -334,8 +334,8 @@ def _tile_rawmode(pil: PILImage.Image) -> str | None:
     return raw if isinstance(raw, str) else None
 
 
-def _set_rawmode(pil: PILImage.Image, rawmode: str, mode: str | None = None) -> None:
-    new_tiles = []
+def _set_rawmode(pil: ImageFile.ImageFile, rawmode: str, mode: str | None = None) -> None:
+    new_tiles: list[Any] = []
     for tile in pil.tile:
         args = _tile_args(tile)
         new_args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
@@ -348,7 +348,7 @@ def _set_rawmode(pil: PILImage.Image, rawmode: str, mode: str | None = None) -> 
         pil._mode = mode  # noqa: SLF001 - only for the byte-for-byte "RGBA" view of 16-bit LA
 
 
-def _decode_16bit_colour(path: Path, pil: PILImage.Image, rawmode: str) -> np.ndarray:
+def _decode_16bit_colour(path: Path, pil: ImageFile.ImageFile, rawmode: str) -> np.ndarray:
     """Decode a 16-bit-per-sample RGB / RGBA / LA file as an (H, W, C) uint16 array."""
     base, _, suffix = rawmode.rpartition(";")
     if rawmode == "LA;16B":  # PNG grey+alpha, 32 bits a pixel: read the bytes as they are

@@ -56,7 +56,7 @@ def parse_tile(tile: int | str) -> int | str:
 
 def _tta_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
     """The 8 flips/rotations of the dihedral group, each with its inverse."""
-    out = []
+    out: list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = []
     for k in range(4):
         for flip in (False, True):
 
@@ -226,7 +226,8 @@ class Upscaler:
             PclupError: the output is too large for this computer's memory (checked before any work).
         """
         if colour_channels(self.loaded.model.config) == 1 and x.shape[1] > 1:
-            return torch.cat([self.upscale_tensor(x[:, i : i + 1], scale, progress) for i in range(x.shape[1])], 1)
+            planes = [self.upscale_tensor(x[:, i : i + 1], scale, progress) for i in range(x.shape[1])]
+            return torch.cat(planes, 1)
         scale = self.output_scale(scale)
         _, c, h, w = x.shape
         target = upscaled_size(h, w, scale)

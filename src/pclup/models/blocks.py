@@ -7,10 +7,13 @@ published checkpoints load with their own key names.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+
+from .registry import SRConfig, SRModel
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 """Mean colour of DIV2K's training images, which every EDSR-family network subtracts from its input."""
@@ -28,9 +31,12 @@ class MeanShift(nn.Conv2d):
     Its parameters never train.
     """
 
-    def __init__(self, rgb_range: float, sign: int = -1, rgb_mean: tuple[float, ...] = DIV2K_RGB_MEAN) -> None:
+    def __init__(
+        self, rgb_range: float, sign: int = -1, rgb_mean: tuple[float, ...] = DIV2K_RGB_MEAN
+    ) -> None:
         channels = len(rgb_mean)
         super().__init__(channels, channels, kernel_size=1)
+        assert self.bias is not None  # a Conv2d has one unless built with bias=False
         with torch.no_grad():
             self.weight.copy_(torch.eye(channels).view(channels, channels, 1, 1))
             self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean))
@@ -43,7 +49,9 @@ class ResBlock(nn.Module):
     def __init__(self, n_feats: int, kernel_size: int = 3, res_scale: float = 1.0) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(n_feats, n_feats, kernel_size), nn.ReLU(inplace=True), conv3x3(n_feats, n_feats, kernel_size)
+            conv3x3(n_feats, n_feats, kernel_size),
+            nn.ReLU(inplace=True),
+            conv3x3(n_feats, n_feats, kernel_size),
         )
         self.res_scale = res_scale
 
@@ -66,9 +74,9 @@ class Upsampler(nn.Sequential):
         super().__init__(*layers)
 
 
-def seq_len(state_dict: dict[str, Tensor] | object, prefix: str) -> int:
+def seq_len(state_dict: Mapping[str, Tensor], prefix: str) -> int:
     """Number of consecutive integer children ``prefix.0``, ``prefix.1``, ... among the keys."""
-    keys = list(state_dict)  # type: ignore[call-overload]
+    keys = list(state_dict)
     indices = set()
     start = prefix + "."
     for key in keys:
@@ -82,10 +90,10 @@ def seq_len(state_dict: dict[str, Tensor] | object, prefix: str) -> int:
     return n
 
 
-def upsampler_scale(state_dict: dict[str, Tensor] | object, prefix: str, n_feats: int) -> int:
+def upsampler_scale(state_dict: Mapping[str, Tensor], prefix: str, n_feats: int) -> int:
     """The scale of an :class:`Upsampler` stored under ``prefix`` (its convs at even indices)."""
-    sd: dict[str, Tensor] = state_dict  # type: ignore[assignment]
-    convs = [sd[k] for k in sorted(sd) if k.startswith(prefix + ".") and k.endswith(".weight")]
+    start = prefix + "."
+    convs = [state_dict[k] for k in sorted(state_dict) if k.startswith(start) and k.endswith(".weight")]
     if len(convs) == 1 and convs[0].shape[0] == 9 * n_feats:
         return 3
     if convs and all(c.shape[0] == 4 * n_feats for c in convs):
@@ -164,13 +172,24 @@ class ResidualGroup(nn.Module):
         return x + self.body(x)
 
 
-class MeanShiftedSR(nn.Module):
+class MeanShiftConfig(SRConfig, Protocol):
+    """The fields :class:`MeanShiftedSR` reads from its subclasses' configs."""
+
+    @property
+    def rgb_range(self) -> float: ...
+    @property
+    def mean_shift(self) -> bool: ...
+
+
+class MeanShiftedSR(SRModel):
     """The forward pass EDSR, RCAN, HAN and NLSN share (EDSR-PyTorch's): scale the [0, 1] input to
     [0, rgb_range], subtract the dataset mean, ``head``, ``trunk`` with the long skip, ``tail``, add the mean
     back, scale back to [0, 1]. Subclasses build ``head``, ``body``, ``tail`` (and ``sub_mean``/``add_mean``
     when ``config.mean_shift``) and may override ``trunk``."""
 
-    config: Any
+    config: MeanShiftConfig
+    sub_mean: nn.Module
+    add_mean: nn.Module
     head: nn.Module
     body: nn.Module
     tail: nn.Module

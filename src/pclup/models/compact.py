@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import seq_len
-from .registry import ArchSpec, Variant, arg
+from .registry import ArchSpec, SRModel, Variant, arg
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ class _ConvPReLU(nn.Module):
         return self.act(self.conv(x))
 
 
-class Compact(nn.Module):
+class Compact(SRModel):
+    config: CompactConfig
+
     def __init__(self, config: CompactConfig) -> None:
         super().__init__()
         c = config

@@ -24,10 +24,13 @@ class EDSRConfig:
     res_scale: float = arg(1.0, 0.0, 10.0)
     n_colors: int = arg(3, 1, 4)
     rgb_range: float = arg(255.0, 0.01, 65535.0)  # the network computes on [0, rgb_range]; EDSR-PyTorch: 255
-    mean_shift: bool = True  # subtract the DIV2K mean at the input, add it back at the output (super-image: off)
+    # subtract the DIV2K mean at the input, add it back at the output (super-image: off)
+    mean_shift: bool = True
 
 
 class EDSR(MeanShiftedSR):
+    config: EDSRConfig
+
     def __init__(self, config: EDSRConfig) -> None:
         super().__init__()
         self.config = config
@@ -36,7 +39,8 @@ class EDSR(MeanShiftedSR):
         self.add_mean = MeanShift(c.rgb_range, sign=1)
         self.head = nn.Sequential(conv3x3(c.n_colors, c.n_feats))
         self.body = nn.Sequential(
-            *[ResBlock(c.n_feats, res_scale=c.res_scale) for _ in range(c.n_resblocks)], conv3x3(c.n_feats, c.n_feats)
+            *[ResBlock(c.n_feats, res_scale=c.res_scale) for _ in range(c.n_resblocks)],
+            conv3x3(c.n_feats, c.n_feats),
         )
         self.tail = nn.Sequential(Upsampler(c.scale, c.n_feats), conv3x3(c.n_feats, c.n_colors))
 
@@ -55,10 +59,13 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> EDSRConfig:
     head = state_dict["head.0.weight"]
     n_feats, n_colors = int(head.shape[0]), int(head.shape[1])
     n_resblocks = seq_len(state_dict, "body") - 1
-    scale = upsampler_scale({k: v for k, v in state_dict.items() if k.startswith("tail.0.")}, "tail.0", n_feats)
+    tail = {k: v for k, v in state_dict.items() if k.startswith("tail.0.")}
+    scale = upsampler_scale(tail, "tail.0", n_feats)
     # undetectable: the paper's EDSR-L (256 channels) scales residuals by 0.1, the baseline does not
     res_scale = 0.1 if n_feats >= 256 else 1.0
-    return EDSRConfig(scale=scale, n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, n_colors=n_colors)
+    return EDSRConfig(
+        scale=scale, n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, n_colors=n_colors
+    )
 
 
 SPEC = ArchSpec(
@@ -71,6 +78,9 @@ SPEC = ArchSpec(
 )
 
 VARIANTS = (
-    Variant("edsr-s", "edsr", {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0}, "EDSR baseline, 16 blocks x 64"),
+    Variant(
+        "edsr-s", "edsr", {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
+        "EDSR baseline, 16 blocks x 64",
+    ),
     Variant("edsr-l", "edsr", {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}, "EDSR, 32 blocks x 256"),
 )

@@ -33,9 +33,10 @@ Differences from upstream, on purpose:
   draws them from its own ``torch.Generator`` (on the CPU, then moved to the device) seeded with
   ``config.hash_seed`` plus the module's position: every call, process and device uses the same rotations,
   so repeated calls give identical outputs, and one image's output does not depend on the rest of its batch
-  (upstream already shares the rotations across the batch). The rotations depend on the input size through the bucket count (and so do
-  the chunks), hence tiled inference with other tile sizes gives slightly different outputs. In ``train()``
-  mode the rotations are random at every call, as upstream (the global RNG).
+  (upstream already shares the rotations across the batch). The rotations depend on the input size through
+  the bucket count (and so do the chunks), hence tiled inference with other tile sizes gives slightly
+  different outputs. In ``train()`` mode the rotations are random at every call, as upstream (the global
+  RNG).
 * **Hashing in float32.** The rotation einsum and argmax run with autocast off, so bf16/fp16 autocast does
   not change bucket assignments.
 * **Small inputs.** Upstream fails when a feature map has fewer than ``chunk_size`` pixels (zero buckets,
@@ -204,6 +205,8 @@ class NonLocalSparseAttention(nn.Module):
 
 
 class NLSN(MeanShiftedSR):
+    config: NLSNConfig
+
     def __init__(self, config: NLSNConfig) -> None:
         super().__init__()
         self.config = config

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .blocks import (
     DIV2K_RGB_MEAN,
     MeanShift,
+    MeanShiftConfig,
     MeanShiftedSR,
     ResidualGroup,
     Upsampler,
@@ -69,11 +70,9 @@ def check_reduction(n_feats: int, reduction: int) -> None:
         raise ValueError(f"reduction {reduction} leaves no channels of n_feats {n_feats}")
 
 
-class TrunkConfig(Protocol):
+class TrunkConfig(MeanShiftConfig, Protocol):
     """The fields an RCAN-style trunk is built from (:class:`RCANConfig`, ``HANConfig``)."""
 
-    @property
-    def scale(self) -> int: ...
     @property
     def n_resgroups(self) -> int: ...
     @property
@@ -86,10 +85,6 @@ class TrunkConfig(Protocol):
     def res_scale(self) -> float: ...
     @property
     def n_colors(self) -> int: ...
-    @property
-    def rgb_range(self) -> float: ...
-    @property
-    def mean_shift(self) -> bool: ...
 
 
 class RCANTrunk(MeanShiftedSR):
@@ -97,6 +92,9 @@ class RCANTrunk(MeanShiftedSR):
 
     ``body`` holds the groups followed by one conv; subclasses decide how the groups' outputs are fused.
     """
+
+    config: TrunkConfig
+    body: nn.Sequential
 
     def __init__(self, config: TrunkConfig) -> None:
         super().__init__()

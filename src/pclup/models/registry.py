@@ -24,13 +24,30 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from torch import Tensor, nn
 
 from ..errors import UnknownArchitectureError, UsageError
 
 StateDict = dict[str, Tensor]
+
+
+class SRConfig(Protocol):
+    """What every architecture's config is: a frozen dataclass with an ``int`` field ``scale``."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def scale(self) -> int: ...
+
+
+class SRModel(nn.Module):
+    """Base class of every registered network: an ``nn.Module`` that keeps its config as ``config``.
+
+    Each architecture narrows ``config`` to its own config class."""
+
+    config: SRConfig
 
 
 def _identity(state_dict: StateDict, config: Any) -> StateDict:
@@ -84,7 +101,7 @@ class ArchSpec:
     Attributes:
         name: Registry id, lower case (``"edsr"``). Written to ``config.json`` as ``architecture``.
         config_cls: Frozen dataclass of the constructor arguments; it has an ``int`` field ``scale``.
-        model_cls: The ``nn.Module``; ``model_cls(config)`` builds it.
+        model_cls: The network class (an :class:`SRModel`); ``model_cls(config)`` builds it.
         paper: Short citation of the paper the architecture comes from.
         detect: True when a (canonicalised) third-party state dict has this architecture's key layout.
         infer_config: Hyper-parameters read from a third-party state dict's key names and tensor shapes.
@@ -100,7 +117,7 @@ class ArchSpec:
 
     name: str
     config_cls: type
-    model_cls: type[nn.Module]
+    model_cls: type[SRModel]
     paper: str
     detect: Callable[[Mapping[str, Tensor]], bool]
     infer_config: Callable[[Mapping[str, Tensor]], Any]
@@ -138,7 +155,7 @@ class ArchSpec:
         except (TypeError, ValueError) as e:
             raise UsageError(f"bad {self.name} configuration: {e}") from None
 
-    def build(self, config: Any) -> nn.Module:
+    def build(self, config: Any) -> SRModel:
         """Build the network from a config of this architecture (random weights)."""
         if not isinstance(config, self.config_cls):
             raise TypeError(f"expected {self.config_cls.__name__}, got {type(config).__name__}")
@@ -231,7 +248,7 @@ def get_variant(name: str) -> Variant:
     )
 
 
-def create_model(name: str, scale: int = 4, **overrides: Any) -> nn.Module:
+def create_model(name: str, scale: int = 4, **overrides: Any) -> SRModel:
     """Build a network with random weights from a variant or architecture name.
 
     Args:

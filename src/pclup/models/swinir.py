@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import IncompatibleCheckpointError
-from .registry import ArchSpec, StateDict, Variant, arg
+from .registry import ArchSpec, SRModel, StateDict, Variant, arg
 
 Upsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
 ResiConnection = Literal["1conv", "3conv"]
@@ -319,13 +319,14 @@ def _pixelshuffle_upsample(scale: int, channels: int) -> nn.Sequential:
 # --------------------------------------------------------------------------- network
 
 
-class SwinIR(nn.Module):
+class SwinIR(SRModel):
     """SwinIR for super-resolution.
 
     ``forward(x)`` takes ``(B, C, H, W)`` in ``[0, 1]`` of any size (padded internally, by reflection, to a
     multiple of ``window_size``) and returns ``(B, C, H*scale, W*scale)``, not clamped.
     """
 
+    config: SwinIRConfig
     mean: Tensor
 
     def __init__(self, config: SwinIRConfig) -> None:

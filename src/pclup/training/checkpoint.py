@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .._fs import umask
 from .._version import __version__
 from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError
-from ..models.registry import arch_of
+from ..models.registry import SRModel, arch_of
 from ..weights import CONFIG_NAME, config_from_dict, config_to_dict, load_weights_strict, read_state_dict
 
 STATE_NAME = "trainer_state.pt"
@@ -91,7 +91,7 @@ def checkpoint_step(path: str | Path) -> int | None:
 
 
 def save_checkpoint(
-    folder: Path, *, model: nn.Module, ema: nn.Module | None, disc: nn.Module | None, state: dict[str, Any]
+    folder: Path, *, model: SRModel, ema: SRModel | None, disc: nn.Module | None, state: dict[str, Any]
 ) -> Path:
     """Write a checkpoint folder atomically (see the module docstring): the previous checkpoint is
     replaced only once the new one is complete, so a failure (a full disk) leaves it as it was.
@@ -111,7 +111,7 @@ def save_checkpoint(
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         os.chmod(tmp, 0o777 & ~(umask() or 0))  # mkdtemp makes it private
         spec = arch_of(model)
-        config = config_to_dict(model.config, spec.name)  # type: ignore[arg-type]
+        config = config_to_dict(model.config, spec.name)
         _write(tmp / CONFIG_NAME, json.dumps(config, indent=2).encode())
         for key, module in (("model", model), ("ema", ema), ("disc", disc)):
             if module is not None:
@@ -153,13 +153,15 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         state = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is a damaged file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"{folder / STATE_NAME}: damaged or not a pclup trainer state ({first})") from None
+        raise ModelFileError(
+            f"{folder / STATE_NAME}: damaged or not a pclup trainer state ({first})"
+        ) from None
     if not isinstance(state, dict) or "step" not in state:
         raise ModelFileError(f"{folder / STATE_NAME}: not a pclup trainer state")
 
     def tensors(key: str) -> dict[str, Tensor] | None:
         path = folder / TENSOR_FILES[key]
-        return read_state_dict(path) if path.is_file() else None  # type: ignore[return-value]
+        return read_state_dict(path) if path.is_file() else None
 
     model = tensors("model")
     assert model is not None
@@ -171,7 +173,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
 
 
 def resume(
-    path: str | Path | None, *, model: nn.Module, ema: nn.Module | None, disc: nn.Module | None,
+    path: str | Path | None, *, model: SRModel, ema: SRModel | None, disc: nn.Module | None,
     g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, scale: int,
 ) -> tuple[int, float, Path | None]:
     """Load the checkpoint at ``path`` (a run or checkpoint folder) into a run: its networks, optimisers and
@@ -220,7 +222,7 @@ class Checkpoints:
     """
 
     def __init__(
-        self, folder: Path, *, model: nn.Module, ema: nn.Module | None, disc: nn.Module | None,
+        self, folder: Path, *, model: SRModel, ema: SRModel | None, disc: nn.Module | None,
         g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, recipe: str, enabled: bool,
         last_good: tuple[int, Path] | None = None,
     ) -> None:

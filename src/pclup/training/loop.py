@@ -33,7 +33,7 @@ from ..config import DataConfig, ModelConfig, TrainConfig, to_toml
 from ..data import PatchBatches, TrainImages, make_loader
 from ..device import pick_precision, to_channels_last
 from ..errors import PclupError, UsageError
-from ..models.registry import arch_of, colour_channels, create_model
+from ..models.registry import SRModel, arch_of, colour_channels, create_model
 from ..weights import save_pretrained
 from .card import write_card
 from .checkpoint import Checkpoints
@@ -212,7 +212,7 @@ def training_batches(cfg: TrainConfig, dist: Distributed) -> tuple[TrainImages, 
 
 
 def _save_model(
-    folder: Path, cfg: TrainConfig, model: nn.Module, source: str, steps: int, val_pairs: Pairs,
+    folder: Path, cfg: TrainConfig, model: SRModel, source: str, steps: int, val_pairs: Pairs,
     dtype: torch.dtype, skipped: str | None, kept: Callable[[], str],
 ) -> None:
     """The final model folder: the weights (float32, CPU), then the card with its validation figures. A
@@ -229,7 +229,7 @@ def _save_model(
         raise PclupError(f"{message}; {kept()}: {hint}") from None
 
 
-def build_model(cfg: ModelConfig, scale: int) -> tuple[nn.Module, str]:
+def build_model(cfg: ModelConfig, scale: int) -> tuple[SRModel, str]:
     """The SR network to train and where it comes from: the model ``cfg.init`` (any model spec) or a fresh
     ``cfg.arch``."""
     if cfg.init:
@@ -272,7 +272,7 @@ def validation_pairs(cfg: DataConfig) -> Pairs:
 
 
 def validate(
-    model: nn.Module, pairs: Pairs, scale: int, device: torch.device, channels_last: bool = True
+    model: SRModel, pairs: Pairs, scale: int, device: torch.device, channels_last: bool = True
 ) -> dict[str, float]:
     """PSNR and SSIM (Y) of ``model`` on ``pairs`` by ``pclup bench``'s evaluator, with its defaults (fp32,
     tiles sized from free memory), on ``device``; ``model`` is left in eval mode."""

@@ -97,12 +97,15 @@ def _super_image(name: str, variant: str, repo: str, description: str) -> list[P
 PRETRAINED: tuple[Pretrained, ...] = (
     *(
         _packaged(f"default-x{s}", "compact", s,
-                  f"pclup's default: compact network, x{s}, trained here (L1 fine-tune: it beat PCL; see its card)")
+                  f"pclup's default: compact network, x{s}, trained here "
+                  "(L1 fine-tune: it beat PCL; see its card)")
         for s in (2, 3, 4)
     ),
     _packaged("edsr-s-pcl-x4", "edsr-s", 4,
               "EDSR-S x4 trained here: L1 from scratch, then PCL fine-tuning (the PCL paper's first row)"),
-    *_super_image("edsr-s", "edsr-s", "eugenesiow/edsr-base", "EDSR baseline trained on DIV2K by super-image"),
+    *_super_image(
+        "edsr-s", "edsr-s", "eugenesiow/edsr-base", "EDSR baseline trained on DIV2K by super-image"
+    ),
     *_super_image("edsr-l", "edsr-l", "eugenesiow/edsr", "EDSR trained on DIV2K by super-image"),
 )
 

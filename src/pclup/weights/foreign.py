@@ -21,14 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import IncompatibleCheckpointError, PclupError
-from ..models.registry import ArchSpec, StateDict, list_archs
+from ..models.registry import ArchSpec, SRModel, StateDict, list_archs
 from .formats import load_weights_strict, read_state_dict
 
 # Containers that wrap a state dict, in order of preference (EMA weights first, as BasicSR users expect).
-WRAPPER_KEYS = ("params_ema", "params-ema", "params", "model_state_dict", "state_dict", "model", "net_g", "net")
+WRAPPER_KEYS = (
+    "params_ema", "params-ema", "params", "model_state_dict", "state_dict", "model", "net_g", "net"
+)
 # Prefixes that wrappers add to every key.
 PREFIXES = ("module.", "_orig_mod.", "netG.", "net_g.", "model.")
 
@@ -61,7 +63,9 @@ def canonicalize(obj: Any, source: str = "checkpoint") -> StateDict:
             break
         obj = inner
     if not isinstance(obj, Mapping):
-        raise IncompatibleCheckpointError(f"{source}: holds a {type(obj).__name__}, not a dictionary of tensors")
+        raise IncompatibleCheckpointError(
+            f"{source}: holds a {type(obj).__name__}, not a dictionary of tensors"
+        )
     state = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     if not state:
         raise IncompatibleCheckpointError(f"{source}: holds no tensors")
@@ -96,7 +100,7 @@ def detect_arch(state_dict: Mapping[str, Tensor], source: str = "checkpoint") ->
 
 def model_from_state_dict(
     state_dict: Mapping[str, Tensor], source: str = "checkpoint", overrides: Mapping[str, Any] | None = None
-) -> nn.Module:
+) -> SRModel:
     """Detect the architecture, read its hyper-parameters, build it and load the weights strictly.
 
     Args:
@@ -111,7 +115,9 @@ def model_from_state_dict(
     try:
         inferred = spec.infer_config(state_dict)
     except (KeyError, IndexError, ValueError) as e:
-        raise IncompatibleCheckpointError(f"{source}: looks like {spec.name} but its shapes do not fit ({e})") from None
+        raise IncompatibleCheckpointError(
+            f"{source}: looks like {spec.name} but its shapes do not fit ({e})"
+        ) from None
     fields = {f.name for f in dataclasses.fields(inferred)}
     try:  # the same checks as a config.json's (a crafted file could describe an absurd network)
         config = spec.make_config(
@@ -124,7 +130,7 @@ def model_from_state_dict(
     return model.eval()
 
 
-def load_foreign(path: str | Path, overrides: Mapping[str, Any] | None = None) -> nn.Module:
+def load_foreign(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SRModel:
     """Load any third-party weights file (see the module docstring for the layouts)."""
     return model_from_state_dict(canonicalize(read_state_dict(path), str(path)), str(path), overrides)
 
@@ -137,14 +143,15 @@ def super_image_overrides(config: Mapping[str, Any], arch: str, source: str) -> 
     return out
 
 
-def load_super_image(config: Mapping[str, Any], weights: str | Path, source: str) -> nn.Module:
+def load_super_image(config: Mapping[str, Any], weights: str | Path, source: str) -> SRModel:
     """Load a super-image model (its ``config.json`` dict and one ``pytorch_model_{s}x.pt``)."""
     model_type = str(config.get("model_type", "")).lower()
     arch = SUPER_IMAGE_TYPES.get(model_type)
     if arch is None:
         known = ", ".join(sorted(SUPER_IMAGE_TYPES))
         raise IncompatibleCheckpointError(
-            f"{source}: super-image model type '{config.get('model_type')}' is not supported (pclup reads {known})"
+            f"{source}: super-image model type '{config.get('model_type')}' is not supported "
+            f"(pclup reads {known})"
         )
     state = canonicalize(read_state_dict(weights), str(weights))
     spec = detect_arch(state, source)

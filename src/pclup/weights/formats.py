@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._version import __version__
 from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError, UnsafeCheckpointError
-from ..models.registry import ArchSpec, arch_of, get_arch
+from ..models.registry import ArchSpec, SRModel, arch_of, get_arch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -126,8 +126,10 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _cause(e: BaseException) -> str:
     """The reason of an OS error in words (``No space left on device``), else its first line."""
-    if isinstance(e, OSError) and (e.strerror or e.errno):
-        return e.strerror or os.strerror(e.errno)  # type: ignore[arg-type]
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno)
     return _first_line(e)
 
 
@@ -306,7 +308,7 @@ def _count(value: Any, limit: int = 2**63) -> bool:
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    from safetensors import SafetensorError  # type: ignore[attr-defined]
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     read_safetensors_header(path)  # fails with a clear message before safetensors allocates anything
@@ -319,7 +321,7 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
 # --- strict loading ----------------------------------------------------------------------------------
 
 
-def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
+def check_fit(model: SRModel, state_dict: Mapping[str, Tensor], source: str) -> None:
     """Raise unless ``state_dict`` has exactly ``model``'s keys and shapes, and floating-point values wherever
     the model's own tensor is floating point (integer weights would load as rounded numbers).
 
@@ -352,11 +354,11 @@ def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -
         if types:
             parts.append(f"{len(types)} not floating point ({'; '.join(types[:2])})")
         raise IncompatibleCheckpointError(
-            f"{source}: weights do not fit {spec_name} x{model.config.scale}: " + ", ".join(parts)  # type: ignore[union-attr]
+            f"{source}: weights do not fit {spec_name} x{model.config.scale}: " + ", ".join(parts)
         )
 
 
-def load_weights_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> None:
+def load_weights_strict(model: SRModel, state_dict: Mapping[str, Tensor], source: str) -> None:
     """Copy ``state_dict`` into ``model`` after :func:`check_fit` (any misfit is an error that names it)."""
     check_fit(model, state_dict, source)
     floats = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
@@ -371,7 +373,7 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 
 def save_pretrained(
-    model: nn.Module,
+    model: SRModel,
     folder: str | os.PathLike[str],
     *,
     metadata: Mapping[str, str] | None = None,
@@ -397,13 +399,13 @@ def save_pretrained(
         ModelFileError: the folder cannot be written (``cannot write <folder>: <reason>``): no space left,
             no permission, a file in the way. Nothing is left behind.
     """
-    from safetensors import SafetensorError  # type: ignore[attr-defined]
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     spec = arch_of(model)
     folder = Path(folder)
     meta = {**dict(metadata or {}), "dtype": "float16" if half else "float32"}
-    config = config_to_dict(model.config, spec.name, meta)  # type: ignore[arg-type]
+    config = config_to_dict(model.config, spec.name, meta)
     tensors = {
         k: (v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype)).contiguous()
         for k, v in model.state_dict().items()
@@ -447,7 +449,7 @@ def _check_written(path: Path, tensors: Mapping[str, Tensor]) -> None:
         raise OSError(0, "the weights file came out incomplete (is the disk full?)")
 
 
-def load_from_files(config_path: str | os.PathLike[str], weights_path: str | os.PathLike[str]) -> nn.Module:
+def load_from_files(config_path: str | os.PathLike[str], weights_path: str | os.PathLike[str]) -> SRModel:
     """Build the network of ``config_path``, load the safetensors ``weights_path`` into it (eval mode).
 
     Nothing is allocated before the weights file is known to fit: the config is checked, the network is built
@@ -467,7 +469,7 @@ def load_from_files(config_path: str | os.PathLike[str], weights_path: str | os.
     return model.eval()
 
 
-def load_pretrained(folder: str | os.PathLike[str]) -> nn.Module:
+def load_pretrained(folder: str | os.PathLike[str]) -> SRModel:
     """Load a model folder written by :func:`save_pretrained` (eval mode, float32, CPU).
 
     Raises:

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import IncompatibleCheckpointError, ModelFileError
-from ..models.registry import ArchSpec, arch_of
+from ..models.registry import ArchSpec, SRModel, arch_of
 from .catalogue import Pretrained, find_pretrained, unknown_model
 from .foreign import SUPER_IMAGE_WEIGHTS, load_foreign, load_super_image
 from .formats import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, load_from_files, model_file, read_config
@@ -34,7 +33,7 @@ class LoadedModel:
             ``pclup convert`` recorded); empty for other formats.
     """
 
-    model: nn.Module
+    model: SRModel
     name: str
     source: str
     metadata: Metadata = field(default_factory=dict)
@@ -45,7 +44,7 @@ class LoadedModel:
 
     @property
     def scale(self) -> int:
-        return int(self.model.config.scale)  # type: ignore[union-attr]
+        return int(self.model.config.scale)
 
 
 def load_model(spec: str, *, scale: int | None = None, device: str | torch.device = "cpu") -> LoadedModel:
@@ -126,11 +125,12 @@ def _super_image_file(folder: Path, scale: int | None) -> Path:
     if scale is None:
         scale = 4 if 4 in found else max(found)
     if scale not in found:
-        raise ModelFileError(f"{folder}: has no x{scale} weights (has {', '.join(f'x{s}' for s in sorted(found))})")
+        has = ", ".join(f"x{s}" for s in sorted(found))
+        raise ModelFileError(f"{folder}: has no x{scale} weights (has {has})")
     return model_file(folder, found[scale].name)
 
 
-def _load_folder(folder: Path, scale: int | None) -> tuple[nn.Module, Metadata]:
+def _load_folder(folder: Path, scale: int | None) -> tuple[SRModel, Metadata]:
     """A model folder's network; no file of it may be a link out of the folder (see ``model_file``)."""
     config_path = model_file(folder, CONFIG_NAME)
     if config_path.is_file():
@@ -148,7 +148,7 @@ def _load_folder(folder: Path, scale: int | None) -> tuple[nn.Module, Metadata]:
     raise ModelFileError(f"{folder}: not a model folder ({what})")
 
 
-def _load_file(path: Path) -> tuple[nn.Module, Metadata]:
+def _load_file(path: Path) -> tuple[SRModel, Metadata]:
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelFileError(f"{path}: not a weights file (expected {', '.join(WEIGHT_SUFFIXES)})")
     sibling = model_file(path.parent, CONFIG_NAME)
@@ -164,11 +164,13 @@ def _load_file(path: Path) -> tuple[nn.Module, Metadata]:
     return load_foreign(path), {}
 
 
-def _load_pretrained(p: Pretrained) -> tuple[nn.Module, Metadata]:
+def _load_pretrained(p: Pretrained) -> tuple[SRModel, Metadata]:
     if p.packaged:
         folder = p.folder()
         if not (folder / WEIGHTS_NAME).is_file():
-            raise ModelFileError(f"built-in model {p.name}: {folder / WEIGHTS_NAME} is missing (broken install?)")
+            raise ModelFileError(
+                f"built-in model {p.name}: {folder / WEIGHTS_NAME} is missing (broken install?)"
+            )
         return _load_folder(folder, p.scale)
     if p.layout == "super-image":
         config, _ = hub_config(p.repo_id, p.revision)
@@ -178,7 +180,7 @@ def _load_pretrained(p: Pretrained) -> tuple[nn.Module, Metadata]:
     return model, _metadata(read_config(config_path))
 
 
-def _load_hub(repo_id: str, revision: str | None, scale: int | None) -> tuple[nn.Module, str, Metadata]:
+def _load_hub(repo_id: str, revision: str | None, scale: int | None) -> tuple[SRModel, str, Metadata]:
     """The network of a Hub repo, its source and metadata."""
     config, config_path = hub_config(repo_id, revision)
     at = f"{repo_id}@{revision}" if revision else repo_id
