@@ -59,6 +59,20 @@ class ImageWriteError(PclupError):
     """An output image that cannot be written."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure of the host or a device (CUDA, MPS, CPU)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()  # torch.OutOfMemoryError is a RuntimeError saying "out of memory"
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 __all__ = [
     "HubError",
     "ImageReadError",

@@ -37,7 +37,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from pclup.errors import PclupError
+        from pclup.errors import PclupError, is_out_of_memory
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _on_sigterm)
@@ -49,10 +49,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail("terminated", 128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
-        except MemoryError:
-            raise fail("out of memory", 1) from None
-        except RuntimeError as e:
-            if "out of memory" in str(e).lower():
+        except (MemoryError, RuntimeError) as e:
+            if is_out_of_memory(e):
                 raise fail("out of memory", 1) from None
             raise
 

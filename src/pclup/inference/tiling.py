@@ -17,7 +17,7 @@ import psutil
 import torch
 from torch import Tensor, nn
 
-from ..errors import PclupError
+from ..errors import PclupError, is_out_of_memory
 from ..models.registry import colour_channels
 
 
@@ -136,17 +136,6 @@ def run_tiled(
             if progress:
                 progress(done, total)
     return out
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is a device or host allocation failure (CUDA, MPS, CPU)."""
-    if isinstance(error, MemoryError):
-        return True
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if oom is not None and isinstance(error, oom):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def bytes_per_pixel(model: nn.Module, device: torch.device, probe: int = 16) -> float:

@@ -32,10 +32,17 @@ from torch import Tensor
 
 from .. import images
 from ..device import pick_device, pick_precision, precision_name, to_channels_last
-from ..errors import ImageReadError, ImageWriteError, IncompatibleCheckpointError, PclupError, UsageError
+from ..errors import (
+    ImageReadError,
+    ImageWriteError,
+    IncompatibleCheckpointError,
+    PclupError,
+    UsageError,
+    is_out_of_memory,
+)
 from ..models.registry import colour_channels
 from ..weights import LoadedModel
-from .tiling import auto_tile, bytes_per_pixel, gib, is_out_of_memory, not_enough_memory, run_tiled
+from .tiling import auto_tile, bytes_per_pixel, gib, not_enough_memory, run_tiled
 
 Progress = Callable[[int, int], None]
 MIN_TILE = 16
@@ -99,10 +106,7 @@ class Upscaler:
     _bytes_per_px: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        if isinstance(self.tile, str) and self.tile != "auto":
-            raise UsageError(f"--tile '{self.tile}' must be 'auto', 0 or a number of pixels")
-        if isinstance(self.tile, int) and 0 < self.tile < MIN_TILE:
-            raise UsageError(f"--tile {self.tile} is too small (at least {MIN_TILE}, or 0 for no tiling)")
+        self.tile = parse_tile(self.tile)
         if self.tile_overlap < 0:
             raise UsageError("--tile-overlap must be >= 0")
         channels = colour_channels(self.loaded.model.config)

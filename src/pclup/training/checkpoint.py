@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .._fs import umask
 from .._version import __version__
-from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError
+from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError, first_line
 from ..models.registry import SRModel, arch_of
 from ..weights import CONFIG_NAME, config_from_dict, config_to_dict, load_weights_strict, read_state_dict
 
@@ -152,9 +152,8 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     try:
         state = torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is a damaged file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFileError(
-            f"{folder / STATE_NAME}: damaged or not a pclup trainer state ({first})"
+            f"{folder / STATE_NAME}: damaged or not a pclup trainer state ({first_line(e)})"
         ) from None
     if not isinstance(state, dict) or "step" not in state:
         raise ModelFileError(f"{folder / STATE_NAME}: not a pclup trainer state")

@@ -33,7 +33,13 @@ import torch
 from torch import Tensor
 
 from .._version import __version__
-from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError, UnsafeCheckpointError
+from ..errors import (
+    IncompatibleCheckpointError,
+    ModelFileError,
+    PclupError,
+    UnsafeCheckpointError,
+    first_line,
+)
 from ..models.registry import ArchSpec, SRModel, arch_of, get_arch
 
 CONFIG_NAME = "config.json"
@@ -135,8 +141,7 @@ def _cause(e: BaseException) -> str:
 
 def _first_line(e: BaseException) -> str:
     """The first sentence of an exception's message, never torch's advice to pass ``weights_only=False``."""
-    text = str(e).strip()
-    first = text.splitlines()[0].split(". ")[0] if text else type(e).__name__
+    first = first_line(e).split(". ")[0]
     return type(e).__name__ if "weights_only" in first else first
 
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import HubError, ModelFileError
+from ..errors import HubError, ModelFileError, first_line
 
 REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<revision>[\w./-]+))?$")
 
@@ -119,8 +119,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None, repo_type
     except EntryNotFoundError:
         raise HubError(f"Hub repo '{at}' has no file {filename}") from None
     except HfHubHTTPError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HubError(f"cannot get {filename} of Hub repo '{at}': {first}") from None
+        raise HubError(f"cannot get {filename} of Hub repo '{at}': {first_line(e)}") from None
     except OSError as e:
         raise HubError(f"cannot get {filename} of Hub repo '{at}': {e.strerror or e}") from None
 
