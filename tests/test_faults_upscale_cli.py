@@ -133,8 +133,8 @@ def test_suffix_that_is_not_a_plain_name_is_refused(suffix: str, model_dir: Path
 @pytest.mark.parametrize(
     ("case", "inputs", "output", "causes"),
     [
-        ("unwritable suffix, two inputs", 2, "out.avif", ["out.avif", "2 inputs"]),
-        ("unwritable suffix, one input", 1, "out.avif", ["out.avif", "cannot write .avif", ".png"]),
+        ("unwritable suffix, two inputs", 2, "out.gif", ["out.gif", "2 inputs"]),
+        ("unwritable suffix, one input", 1, "out.gif", ["out.gif", "cannot write .gif", ".png"]),
         ("file name, two inputs", 2, "out.png", ["out.png", "2 inputs"]),
         ("existing non-image file, one input", 1, "notes.txt", ["notes.txt", "image suffix"]),
         ("existing non-image file, two inputs", 2, "notes.txt", ["notes.txt", "2 inputs"]),

@@ -771,10 +771,10 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
 
 
 def test_unsupported_format_is_refused(tmp_path: Path) -> None:
-    PILImage.new("RGB", (3, 3)).save(tmp_path / "a.gif")
+    PILImage.new("RGB", (3, 3)).save(tmp_path / "a.tga")  # Pillow reads TGA; pclup does not
     with pytest.raises(ImageReadError) as exc:
-        read_image(tmp_path / "a.gif")
-    _assert_one_line(exc, tmp_path / "a.gif", "not a supported format")
+        read_image(tmp_path / "a.tga")
+    _assert_one_line(exc, tmp_path / "a.tga", "not a supported format")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def upscale(
             "--output",
             "-o",
             help="Output folder, or for one input the output file (a name ending in .png, .jpg, .webp, .tif, "
-            ".bmp). Default: next to each input.",
+            ".bmp, .avif). Default: next to each input.",
         ),
     ] = None,
     suffix: Annotated[
@@ -53,7 +53,8 @@ def upscale(
     ext: Annotated[
         str,
         typer.Option(
-            "--ext", help="auto (keep the input's format where it can hold the result), png, jpg, webp, tif."
+            "--ext",
+            help="auto (keep the input's format where it can hold the result), png, jpg, webp, tif, avif.",
         ),
     ] = "auto",
     tile: TileOpt = "auto",
@@ -74,7 +75,7 @@ def upscale(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")
     ] = False,
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP/AVIF quality.")] = 95,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no per-file lines; errors only.")
     ] = False,
@@ -133,6 +134,9 @@ def upscale(
         json.dump(plan.summary(results), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
+        passed = plan.describe_unreadable()
+        if passed is not None:
+            console.print(passed, style="yellow", markup=False, highlight=False)
         console.print(f"{counts['ok']} upscaled, {counts['skipped']} skipped, {counts['failed']} failed")
     if counts["failed"]:
         raise typer.Exit(1)

@@ -10,8 +10,9 @@ The file side: :mod:`.read` (decoding), :mod:`.write` (what each format holds, P
 :mod:`.formats` (the formats, their suffixes, the output format). The array side: :mod:`.arrays`
 (tensors, alpha, 16 to 8 bits).
 
-Which library does what: Pillow decodes everything (PNG, JPEG, WebP, TIFF and BMP, 16-bit colour
-included) and writes JPEG, WebP, BMP and 8-bit PNG; 16-bit PNG and all TIFF are written here, the
+Which library does what: Pillow decodes everything (PNG, JPEG, WebP, TIFF, BMP, AVIF and GIF, 16-bit
+colour included; HEIC through pillow-heif, the optional extra ``pclup[heif]``) and writes JPEG, WebP,
+AVIF, BMP and 8-bit PNG; 16-bit PNG and all TIFF are written here, the
 TIFF tags serialised by Pillow. imageio is not needed and tifffile is not used.
 
 Colour management: pixels are kept in the colour space they come in and the ICC profile is written

@@ -12,6 +12,7 @@ down against independent encoders.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import stat
@@ -23,12 +24,12 @@ from typing import Any, Final
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFile, PngImagePlugin, UnidentifiedImageError
+from PIL import ImageFile, PngImagePlugin, UnidentifiedImageError, features
 
 from ..errors import ImageReadError
 from .arrays import max_value
 from .exif import orient, read_dpi, read_exif
-from .formats import READ_FORMATS
+from .formats import HEIF_EXTRA, READ_FORMATS
 from .image import Image
 
 _SIGNATURES = (
@@ -39,7 +40,16 @@ _SIGNATURES = (
     (b"II+\x00", "TIFF"),
     (b"MM\x00+", "TIFF"),
     (b"BM", "BMP"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
 )
+# ISO media (HEIF) brands of HEVC-coded images: such a file goes to pillow-heif; AVIF to Pillow.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_PIL_FORMATS = [f for f in READ_FORMATS if f != "HEIF"]  # HEIF: only after pillow-heif registers it
+# Formats whose files can be animations: pclup refuses those, as it upscales still images.
+_ANIMATED = {"GIF": "GIF", "WEBP": "WebP", "PNG": "PNG (APNG)", "AVIF": "AVIF"}
+_heif_registered = False
 # Largest PNG metadata chunk (ICC profile, compressed text) decoded. Pillow's own bound, 1 MiB, refuses
 # the ICC profiles of some printers and scanners (several MB); 32 MiB still stops a zip bomb hidden in
 # a chunk. Pillow's total for text chunks (PngImagePlugin.MAX_TEXT_MEMORY) applies as before.
@@ -51,10 +61,13 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     """Read an image file, upright and at its full bit depth.
 
     Reads PNG (1/2/4/8/16-bit, grey, grey+alpha, palette, RGB, RGBA, interlaced), JPEG (grey, RGB,
-    CMYK), WebP, TIFF (8/16-bit grey, RGB, RGBA; palette, CMYK) and BMP. The first frame of an
-    animated or multi-page file is read. EXIF orientation is applied to pixels and alpha
-    (``PIL.ImageOps.exif_transpose`` semantics) and then reset to 1; for orientations 5 to 8 the
-    x and y dpi swap too.
+    CMYK), WebP, TIFF (8/16-bit grey, RGB, RGBA; palette, CMYK), BMP, AVIF (at 8 bits, as Pillow
+    decodes it), GIF (still; palette and transparency become RGB(A)) and, with the optional extra
+    ``pclup[heif]`` (pillow-heif, registered with Pillow the first time a HEIC file is met),
+    HEIC/HEIF, 16-bit where the file has more than 8 bits. An animated GIF, WebP, PNG (APNG) or
+    AVIF is refused; the first page of a multi-page TIFF or multi-picture JPEG is read. EXIF
+    orientation is applied to pixels and alpha (``PIL.ImageOps.exif_transpose`` semantics) and then
+    reset to 1; for orientations 5 to 8 the x and y dpi swap too.
 
     Conversions: palette becomes RGB, or RGBA when it has transparency; 1-bit becomes 8-bit grey;
     CMYK becomes RGB (through the embedded ICC profile when it has one, which is then dropped as
@@ -85,7 +98,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         raise ImageReadError(f"cannot read {path}: empty file (0 bytes)")
     try:
         with open(path, "rb") as fp:
-            head = fp.read(16)
+            head = fp.read(64)
     except OSError as exc:
         raise ImageReadError(f"cannot read {path}: {_os_cause(exc)}") from exc
 
@@ -93,14 +106,19 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         # Pillow warns between its pixel limit and twice that; the check that matters is ours. Its
         # other warnings (odd EXIF, palette transparency) are not the user's business here.
         warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(PIL|pillow_heif)(\.|$)")
         return _read(path, head)
 
 
 def _read(path: Path, head: bytes) -> Image:
+    heif = _is_heif(head)
+    if heif:
+        _register_heif(path)
+    formats = ["HEIF"] if heif else _PIL_FORMATS
     try:
-        with _open_pil(path) as pil:
+        with _open_pil(path, formats) as pil:
             _check_size(path, pil.size)
+            _check_still(path, pil)
             return _decode(path, pil)
     except ImageReadError:
         raise
@@ -108,10 +126,16 @@ def _read(path: Path, head: bytes) -> Image:
         looks_like = next((fmt for sig, fmt in _SIGNATURES if head.startswith(sig)), None)
         if looks_like is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
             looks_like = "WEBP"
-        if looks_like is not None:
+        if looks_like is None and _iso_brands(head) & _AVIF_BRANDS:
+            looks_like = "AVIF"
+        if heif:
+            looks_like = "HEIC/HEIF"
+        if looks_like == "AVIF" and not features.check("avif"):
+            cause = f"this Pillow {PILImage.__version__} has no AVIF codec (Pillow 11.3 or later has one)"
+        elif looks_like is not None:
             cause = f"truncated or corrupt file: it starts like a {looks_like} but its header is unreadable"
         else:
-            cause = "not an image, or not a supported format (PNG, JPEG, WebP, TIFF, BMP)"
+            cause = "not an image, or not a supported format (PNG, JPEG, WebP, TIFF, BMP, AVIF, GIF, HEIC)"
         raise ImageReadError(f"cannot read {path}: {cause}") from exc
     except PILImage.DecompressionBombError as exc:
         detail = " ".join(str(exc).split()).rstrip(".")
@@ -123,9 +147,49 @@ def _read(path: Path, head: bytes) -> Image:
         raise ImageReadError(f"cannot read {path}: {_decode_cause(exc)}") from exc
 
 
+def _iso_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO media file's ``ftyp`` box, as far as ``head`` goes."""
+    if head[4:8] != b"ftyp":
+        return set()
+    end = min(max(int.from_bytes(head[:4], "big"), 16), len(head))
+    return {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+
+
+def _is_heif(head: bytes) -> bool:
+    """Whether the file is a HEVC-coded HEIF (HEIC), by its brands; AVIF is not."""
+    return head[8:12] not in _AVIF_BRANDS and bool(_iso_brands(head) & _HEIF_BRANDS)
+
+
+def _register_heif(path: Path) -> Any:
+    """pillow-heif, registered with Pillow on first use.
+
+    Raises:
+        ImageReadError: the optional extra is not installed.
+    """
+    global _heif_registered
+    try:
+        heif = importlib.import_module("pillow_heif")
+    except ImportError as exc:
+        raise ImageReadError(
+            f"cannot read {path}: HEIC/HEIF images need the optional extra pillow-heif ({HEIF_EXTRA})"
+        ) from exc
+    if not _heif_registered:
+        heif.register_heif_opener()
+        _heif_registered = True
+    return heif
+
+
+def _check_still(path: Path, pil: PILImage.Image) -> None:
+    """Refuse an animation: which frame to upscale, and into what, is not pclup's to guess."""
+    name = _ANIMATED.get(pil.format or "")
+    if name is not None and getattr(pil, "is_animated", False):
+        raise ImageReadError(f"cannot read {path}: animated {name}: pclup upscales still images")
+
+
 @contextlib.contextmanager
-def _open_pil(path: Path) -> Iterator[ImageFile.ImageFile]:
-    im = PILImage.open(path, formats=list(READ_FORMATS))
+def _open_pil(path: Path, formats: list[str] = _PIL_FORMATS) -> Iterator[ImageFile.ImageFile]:
+    PILImage.init()
+    im = PILImage.open(path, formats=[f for f in formats if f in PILImage.OPEN])  # AVIF: Pillow 11.2 on
     try:
         yield im
     finally:
@@ -217,6 +281,8 @@ def _decode(path: Path, pil: PILImage.Image) -> Image:
 
 def _original_mode(pil: PILImage.Image) -> str:
     """Pillow's mode, or LA;16 / RGB;16 / RGBA;16 for the 16-bit layouts Pillow has no mode for."""
+    if _deep_heif(pil):
+        return {"L": "I;16", "LA": "LA;16"}.get(pil.mode, f"{pil.mode};16")
     rawmode = _tile_rawmode(pil) or ""
     if pil.mode in ("RGB", "RGBA") and ";16" in rawmode:
         return "LA;16" if rawmode.startswith("LA") else f"{pil.mode};16"
@@ -228,6 +294,8 @@ def _decode_pixels(
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Decode to ((H, W, C) pixels, (H, W) alpha or None, whether the ICC no longer applies)."""
     mode = pil.mode
+    if _deep_heif(pil):
+        return _split_alpha(_decode_deep_heif(path, int(pil.info["bit_depth"]))) + (False,)
     if fmt in ("PNG", "TIFF") and mode in ("RGB", "RGBA") and isinstance(pil, ImageFile.ImageFile):
         rawmode = _tile_rawmode(pil)
         if rawmode is not None and ";16" in rawmode:
@@ -264,6 +332,25 @@ def _decode_pixels(
         if isinstance(key, (int, tuple)) and not isinstance(key, bool):
             alpha = _colour_key_alpha(pixels, key)
     return pixels, alpha, drop_icc
+
+
+def _deep_heif(pil: PILImage.Image) -> bool:
+    depth = pil.info.get("bit_depth")
+    return pil.format == "HEIF" and isinstance(depth, int) and 8 < depth <= 16
+
+
+def _decode_deep_heif(path: Path, bits: int) -> np.ndarray:
+    """A HEIC of 10 or 12 bits as (H, W, C) uint16 over the full 16-bit range. pillow-heif hands
+    Pillow 8 bits, so its own reader is asked for the samples (shifted to the top of 16 bits)."""
+    heif = _register_heif(path)
+    arr = np.asarray(heif.open_heif(path, convert_hdr_to_8bit=False))
+    if arr.dtype != np.uint16:
+        raise ImageReadError(f"cannot read {path}: unsupported {bits}-bit HEIF layout ({arr.dtype})")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    top = (1 << bits) - 1
+    samples = (arr >> (16 - bits)).astype(np.uint32)
+    return ((samples * 65535 + top // 2) // top).astype(np.uint16)
 
 
 def _mode_help(mode: str) -> str:

@@ -1,6 +1,6 @@
 """Writing image files: :func:`write_image`, what each format can hold, and the encoders.
 
-JPEG, WebP, BMP and 8-bit PNG are written by Pillow; 16-bit PNG and all TIFF by :mod:`.png_tiff`.
+JPEG, WebP, AVIF, BMP and 8-bit PNG are written by Pillow; 16-bit PNG and all TIFF by :mod:`.png_tiff`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from typing import IO, Any
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import features
 
 from .._fs import atomic_write
 from ..errors import ImageWriteError, UsageError
 from .arrays import max_value, to_uint8
 from .exif import exif_for_write
-from .formats import ALPHA_FORMATS, DEEP_FORMATS, MAX_SIDE, format_for
+from .formats import ALPHA_FORMATS, DEEP_FORMATS, MAX_PIXELS, MAX_SIDE, fits, format_for
 from .image import Image
 from .png_tiff import write_png, write_tiff
 from .read import describe
@@ -54,9 +55,11 @@ def write_image(
       (if under 64 KiB) and dpi kept.
     * WebP: lossy at ``quality``, or lossless when ``quality`` is 100; ICC and EXIF kept; grey is
       stored as RGB; at most 16383 pixels a side.
+    * AVIF: lossy at ``quality`` (4:4:4 chroma; grey stays grey), alpha kept; ICC and EXIF kept; at
+      most 32768 pixels a side and 16384 x 16384 pixels in all (what libavif reads back).
     * BMP: no ICC or EXIF; dpi kept.
 
-    JPEG, WebP and BMP hold 8 bits: 16-bit samples become ``round(x * 255 / 65535)``. JPEG and BMP
+    JPEG, WebP, AVIF and BMP hold 8 bits: 16-bit samples become ``round(x * 255 / 65535)``. JPEG and BMP
     hold no alpha: the image is flattened onto white (what a viewer shows for a transparent area
     on a page); ``choose_extension(..., "auto")`` picks PNG for such images so this only happens
     when asked for. Every such loss is returned as a note.
@@ -64,9 +67,9 @@ def write_image(
     Args:
         image: the image; ``image.pixels`` (H, W, C) uint8/uint16, ``image.alpha`` (H, W) or None.
         path: the output file; its extension picks the format unless ``format`` is given.
-        format: ``"png"``, ``"jpg"``/``"jpeg"``, ``"webp"``, ``"tif"``/``"tiff"`` or ``"bmp"``
+        format: ``"png"``, ``"jpg"``/``"jpeg"``, ``"webp"``, ``"tif"``/``"tiff"``, ``"bmp"`` or ``"avif"``
             (any case), overriding the extension.
-        quality: 1 to 100, for JPEG and WebP.
+        quality: 1 to 100, for JPEG, WebP and AVIF.
         overwrite: replace an existing ``path``; when false, an existing one is left alone and
             :class:`FileExistsError` is raised.
         parents: create the missing folders above ``path`` (else the folder must exist).
@@ -85,13 +88,19 @@ def write_image(
     """
     path = Path(path)
     if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
-        raise UsageError(f"JPEG/WebP quality must be a whole number from 1 to 100, got {quality!r}")
+        raise UsageError(f"JPEG/WebP/AVIF quality must be a whole number from 1 to 100, got {quality!r}")
     fmt = format_for(path, format)
+    if fmt == "AVIF" and not features.check("avif"):
+        raise ImageWriteError(
+            f"cannot write {path}: this Pillow {PILImage.__version__} has no AVIF codec "
+            "(Pillow 11.3 or later has one)"
+        )
     h, w = image.pixels.shape[:2]
-    if max(h, w) > MAX_SIDE[fmt]:
+    if not fits(fmt, (w, h)):
+        area = f" and {MAX_PIXELS[fmt]} pixels in all" if fmt in MAX_PIXELS else ""
         raise ImageWriteError(
             f"cannot write {path}: {w}x{h} is too large for {fmt}, which holds at most "
-            f"{MAX_SIDE[fmt]} pixels a side; use PNG or TIFF"
+            f"{MAX_SIDE[fmt]} pixels a side{area}; use PNG or TIFF"
         )
     pixels, alpha, notes = _fit_to_format(image, fmt)
     encoder = _ENCODERS[fmt]
@@ -125,6 +134,9 @@ def _fit_to_format(image: Image, fmt: str) -> tuple[np.ndarray, np.ndarray | Non
     if fmt == "WEBP" and pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
         notes.append("WEBP has no grey mode: the grey image was stored as RGB")
+    if fmt == "AVIF" and pixels.shape[2] == 1 and alpha is not None:
+        pixels = np.repeat(pixels, 3, axis=2)
+        notes.append("AVIF has no grey+alpha mode: the image was stored as RGBA")
     if fmt == "TIFF" and pixels.dtype == np.uint16 and pixels.shape[2] == 1 and alpha is not None:
         pixels = np.repeat(pixels, 3, axis=2)
         notes.append("16-bit grey with alpha is stored in TIFF as 16-bit RGBA")
@@ -233,6 +245,20 @@ def _encode_webp(
     _pil_image(pixels, alpha).save(fp, format="WEBP", **kwargs)
 
 
+def _encode_avif(
+    fp: IO[bytes], image: Image, pixels: np.ndarray, alpha: np.ndarray | None, quality: int, notes: list[str]
+) -> None:
+    kwargs: dict[str, Any] = {"quality": quality}
+    if pixels.shape[2] == 3:
+        kwargs["subsampling"] = "4:4:4"
+    if image.icc_profile:
+        kwargs["icc_profile"] = image.icc_profile
+    exif = exif_for_write(image, pixels)
+    if exif:
+        kwargs["exif"] = exif
+    _pil_image(pixels, alpha).save(fp, format="AVIF", **kwargs)
+
+
 def _encode_bmp(
     fp: IO[bytes], image: Image, pixels: np.ndarray, alpha: np.ndarray | None, quality: int, notes: list[str]
 ) -> None:
@@ -255,4 +281,5 @@ _ENCODERS: dict[str, Callable[..., None]] = {
     "WEBP": _encode_webp,
     "BMP": _encode_bmp,
     "TIFF": _encode_tiff,
+    "AVIF": _encode_avif,
 }

@@ -4,6 +4,8 @@ Inputs are files, folders and glob patterns. A folder contributes the images dir
 ``recursive``, every image below it, with the sub-folder structure mirrored under the output folder.
 Hidden files and folders are skipped, and so are pclup's own outputs (names ending in the run's suffix,
 or in ``_x<scale>`` by default), so a second run over the same folder does not upscale its results.
+Other files in a folder that pclup cannot read are listed with the reason (:class:`Unreadable`), except
+known sidecar files (``.xmp``, ``.aae``, ``.json``, ``.txt``), which are passed over silently.
 Neither a folder walk nor a ``**`` in a pattern enters a linked folder: a link can lead out of the
 folder, or in a cycle back into it.
 
@@ -26,6 +28,7 @@ from PIL import Image as PILImage
 from .. import images
 from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES
+from ..images.formats import READ_SUFFIXES, SIDECAR_SUFFIXES
 from .upscale import upscaled_size
 
 OUTPUT_STEM = re.compile(r"_x\d+(\.\d+)?$")
@@ -46,6 +49,18 @@ class Job:
 
     src: Path
     relative: Path  # relative output path without extension change (mirrors the tree under a folder input)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file in an input folder that pclup passes over, and why."""
+
+    path: Path
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{"path": ..., "reason": ...}``."""
+        return {"path": str(self.path), "reason": self.reason}
 
 
 def default_suffix(scale: float) -> str:
@@ -115,28 +130,48 @@ def expand_pattern(pattern: str) -> list[Path]:
     return sorted({p for p in _match(Path(path.anchor), parts) if p.is_file()})
 
 
-def collect_jobs(inputs: list[str], *, recursive: bool, suffix: str) -> list[Job]:
+def _folder_files(path: Path, *, recursive: bool, suffix: str, unreadable: list[Unreadable]) -> list[Path]:
+    """The images of a folder input, sorted; the other files (not hidden, not pclup's own outputs, not
+    sidecars) go to ``unreadable``."""
+    found = []
+    for p in sorted(_match(path, ("**", "*") if recursive else ("*",))):
+        if not p.is_file() or _is_own_output(p, suffix):
+            continue
+        ext = p.suffix.lower()
+        if ext in READ_SUFFIXES:
+            found.append(p)
+        elif ext not in SIDECAR_SUFFIXES:
+            unreadable.append(Unreadable(p, "unsupported format"))
+    return found
+
+
+def collect_jobs(
+    inputs: list[str], *, recursive: bool, suffix: str, unreadable: list[Unreadable] | None = None
+) -> list[Job]:
     """Expand INPUT arguments into jobs, in a stable order, each file once.
+
+    Files of an input folder that pclup cannot read are appended to ``unreadable``, when given, each
+    once (see :class:`Unreadable`); a file named on its own or matched by a pattern is always a job.
 
     Raises:
         UsageError: an input that is neither a file, a folder nor a glob with matches; a folder with no
             images in it.
     """
     jobs: dict[Path, Job] = {}
+    passed: dict[Path, Unreadable] = {}
     for spec in inputs:
         path = Path(spec).expanduser()
         if path.is_file():
             jobs.setdefault(path.resolve(), Job(path, Path(path.name)))
         elif path.is_dir():
-            found = [
-                p
-                for p in _match(path, ("**", "*") if recursive else ("*",))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not _is_own_output(p, suffix)
-            ]
+            others: list[Unreadable] = []
+            found = _folder_files(path, recursive=recursive, suffix=suffix, unreadable=others)
             if not found:
                 where = "in or below" if recursive else "in"
                 raise UsageError(f"{path}: no images {where} this folder ({', '.join(IMAGE_SUFFIXES)})")
-            for p in sorted(found):
+            for u in others:
+                passed.setdefault(u.path.resolve(), u)
+            for p in found:
                 jobs.setdefault(p.resolve(), Job(p, p.relative_to(path)))
         elif _MAGIC.search(spec):
             found = [p for p in expand_pattern(spec) if not _is_own_output(p, suffix)]
@@ -146,6 +181,8 @@ def collect_jobs(inputs: list[str], *, recursive: bool, suffix: str) -> list[Job
                 jobs.setdefault(p.resolve(), Job(p, Path(p.name)))
         else:
             raise UsageError(f"{spec}: no such file or folder")
+    if unreadable is not None:
+        unreadable.extend(u for key, u in passed.items() if key not in jobs)
     return list(jobs.values())
 
 
@@ -163,12 +200,12 @@ def _input_size(path: Path) -> tuple[int, int] | None:
 
 def output_extension(src: Path, ext: str, scale: float) -> str:
     """``ext``, or for ``auto`` the input's own format where it can hold the output (see
-    :func:`pclup.images.choose_extension`), else PNG: BMP and unknown formats become PNG, and so does
-    a WebP or JPEG input whose output at ``scale`` would be too large for its format.
+    :func:`pclup.images.choose_extension`), else PNG: BMP, GIF, HEIC and unknown formats become PNG,
+    and so does a WebP, JPEG or AVIF input whose output at ``scale`` would be too large for its format.
     """
     if ext != "auto":
         return images.choose_extension(None, ext)
-    fmt = images.OUTPUT_EXTENSIONS.get(src.suffix.lower().lstrip("."))
+    fmt = READ_SUFFIXES.get(src.suffix.lower())
     size = _input_size(src)
     out = None if size is None else upscaled_size(size[1], size[0], scale)[::-1]
     return images.choose_extension(fmt, ext, size=out)

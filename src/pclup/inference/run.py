@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
 from ..errors import UsageError
 from ..weights import default_model_name, load_model
-from .batch import Job, check_suffix, collect_jobs, default_suffix, plan_outputs
+from .batch import Job, Unreadable, check_suffix, collect_jobs, default_suffix, plan_outputs
 from .upscale import FileResult, Progress, Upscaler, parse_tile, upscale_file
 
-EXTS = ("auto", "png", "jpg", "webp", "tif")
+EXTS = ("auto", "png", "jpg", "webp", "tif", "avif")
 # No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
 # beyond it could not be stored even for a 1-pixel input.
 MAX_SCALE = 2**32 - 1
@@ -29,12 +29,14 @@ STATUSES = ("ok", "skipped", "failed")
 
 @dataclass
 class UpscaleRun:
-    """A checked run: the model on its device, the output scale, and every input with its output path."""
+    """A checked run: the model on its device, the output scale, every input with its output path, and
+    the files of input folders that pclup cannot read (passed over, each with the reason)."""
 
     upscaler: Upscaler
     scale: float
     jobs: list[Job]
     outputs: list[Path]
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     def describe(self) -> str:
         """One line: model, device, precision, tiling, output scale."""
@@ -67,8 +69,18 @@ class UpscaleRun:
                 on_result(result)
         return results
 
+    def describe_unreadable(self, limit: int = 10) -> str | None:
+        """One line naming the folder files pclup passed over and why (at most ``limit`` named), or None."""
+        if not self.unreadable:
+            return None
+        n = len(self.unreadable)
+        named = ", ".join(f"{u.path.name} ({u.reason})" for u in self.unreadable[:limit])
+        more = f" and {n - limit} more" if n > limit else ""
+        return f"skipped {n} file{'s' if n != 1 else ''} pclup cannot read: {named}{more}"
+
     def summary(self, results: Sequence[FileResult]) -> dict[str, Any]:
-        """The JSON summary of a run: the model, device and precision, every file, and the counts."""
+        """The JSON summary of a run: the model, device and precision, every file, the counts, and the
+        folder files pclup could not read (``unreadable``: path and reason)."""
         loaded = self.upscaler.loaded
         return {
             "pclup_version": __version__,
@@ -81,6 +93,7 @@ class UpscaleRun:
             "precision": self.upscaler.precision_name,
             "files": [r.to_json() for r in results],
             **count_statuses(results),
+            "unreadable": [u.to_json() for u in self.unreadable],
         }
 
 
@@ -113,8 +126,8 @@ def plan_upscale(
         scale: Output scale, any factor >= 1; None: the model's own.
         output: Output folder, or for one input the output file; None: next to each input.
         suffix: Appended to output file names; None: ``_x<scale>``.
-        ext: ``auto`` (the input's format where it can hold the result), ``png``, ``jpg``, ``webp`` or
-            ``tif``.
+        ext: ``auto`` (the input's format where it can hold the result), ``png``, ``jpg``, ``webp``,
+            ``tif`` or ``avif``.
         tile, tile_overlap, device, precision, tta: See :class:`~pclup.inference.upscale.Upscaler`.
         recursive: Descend into sub-folders and mirror them under ``output``.
 
@@ -138,9 +151,10 @@ def plan_upscale(
     loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix
-    jobs = collect_jobs([str(i) for i in inputs], recursive=recursive, suffix=suffix)
+    unreadable: list[Unreadable] = []
+    jobs = collect_jobs([str(i) for i in inputs], recursive=recursive, suffix=suffix, unreadable=unreadable)
     outputs = plan_outputs(jobs, output=output, suffix=suffix, ext=ext, scale=out_scale)  # before any work
     upscaler = Upscaler(
         loaded, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap, tta=tta
     )
-    return UpscaleRun(upscaler, out_scale, jobs, outputs)
+    return UpscaleRun(upscaler, out_scale, jobs, outputs, unreadable)
