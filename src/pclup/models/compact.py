@@ -1,11 +1,14 @@
-"""Compact: pclup's small CPU network, a plain stack of 3x3 convolutions with PReLU and a sub-pixel output.
+"""Compact (Real-ESRGAN's SRVGGNetCompact): a plain stack of 3x3 convolutions with an activation (PReLU by
+default) and a sub-pixel output.
 
 Design after SRVGGNetCompact, the "compact" network of Real-ESRGAN (Wang et al., "Real-ESRGAN: Training
 Real-World Blind Super-Resolution with Pure Synthetic Data", ICCV-W 2021, https://arxiv.org/abs/2107.10833;
-upstream https://github.com/xinntao/Real-ESRGAN, BSD-3-Clause): no normalisation, no residual blocks, a PReLU
-after every convolution but the last, ``PixelShuffle`` to the output size, and the nearest-neighbour upscale
-of the input added, so the network only predicts the residual. Independent code with its own key names
-(pclup's checkpoints only; Real-ESRGAN's ``body.N`` layout is not loaded).
+upstream https://github.com/xinntao/Real-ESRGAN, BSD-3-Clause): no normalisation, no residual blocks, an
+activation (PReLU; ReLU or LeakyReLU in some community models) after every convolution but the last,
+``PixelShuffle`` to the output size, and the nearest-neighbour upscale of the input added, so the network
+only predicts the residual. Independent code with its own key names;
+Real-ESRGAN's ``body.N`` layout (``realesr-general-x4v3``, ``realesr-animevideov3`` and community models) is
+mapped onto them on loading (:func:`import_realesrgan`) and back (:func:`export_realesrgan`).
 
 Chosen on measured quality per CPU time over an FSRCNN-style net, a small residual (EDSR-like) net and
 other widths/depths of this design within the same budget: see ``docs/compact-architecture.md`` and
@@ -19,21 +22,38 @@ State-dict layout (F = ``n_feats``, C = ``n_colors``, s = ``scale``)::
     trunk.{i}.conv.weight (F,F,3,3), .conv.bias (F), .act.weight (F)            i < n_convs
     exit.weight (C*s*s,F,3,3), exit.bias (C*s*s)                                to sub-pixels
 
+(``act.weight`` only with ``act_type="prelu"``; ReLU and LeakyReLU(0.1) have no weights.) Real-ESRGAN's
+layout of the same network (N = ``n_convs``)::
+
+    body.0.weight/bias         first conv          body.1.weight          its PReLU (if PReLU)
+    body.{2i+2}.weight/bias    body conv i         body.{2i+3}.weight     its PReLU (if PReLU), i < N
+    body.{2N+2}.weight/bias    last conv (C*s*s channels), then PixelShuffle
+
 The names (``entry``/``trunk``/``exit``) are chosen not to collide with EDSR/RCAN/NLSN (``head``/``body``/
-``tail``), SwinIR (``conv_first``/``layers``) or Real-ESRGAN (``body.N``) layouts.
+``tail``), SwinIR (``conv_first``/``layers``) or Real-ESRGAN (``body.N``) layouts. The activation of a ReLU or
+LeakyReLU file cannot be told from its weights: such a file loads with :data:`DEFAULT_WEIGHTLESS_ACT`
+unless ``act_type`` is given (a pclup ``config.json``, or ``overrides`` to ``load_foreign``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import seq_len
-from .registry import ArchSpec, SRModel, Variant, arg
+from .registry import ArchSpec, SRModel, StateDict, Variant, arg
+
+Activation = Literal["prelu", "relu", "leakyrelu"]
+# The activation of a state dict without activation weights (ReLU and LeakyReLU leave none). spandrel does
+# not load such files at all (it needs ``body.1.weight``); ReLU is the plainest reading.
+DEFAULT_WEIGHTLESS_ACT: Activation = "relu"
+LEAKY_SLOPE = 0.1  # Real-ESRGAN's LeakyReLU
 
 
 @dataclass(frozen=True)
@@ -42,15 +62,26 @@ class CompactConfig:
     n_feats: int = arg(64, 1, 4096)
     n_convs: int = arg(3, 0, 128)  # 3x3 F->F convolutions between the entry and the exit convolution
     n_colors: int = arg(3, 1, 4)
+    act_type: Activation = "prelu"  # Real-ESRGAN's name; older config.json files omit it (PReLU)
 
 
-class _ConvPReLU(nn.Module):
-    """A 3x3 'same' convolution followed by a per-channel PReLU. Keys: ``conv.*``, ``act.weight``."""
+def _activation(kind: str, channels: int) -> nn.Module:
+    if kind == "prelu":
+        return nn.PReLU(channels)
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "leakyrelu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    raise ValueError(f"unknown activation {kind!r} (prelu, relu or leakyrelu)")
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+class _ConvAct(nn.Module):
+    """A 3x3 'same' convolution followed by the activation. Keys: ``conv.*``, ``act.weight`` (PReLU)."""
+
+    def __init__(self, in_channels: int, out_channels: int, act_type: str = "prelu") -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.act = nn.PReLU(out_channels)
+        self.act = _activation(act_type, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.conv(x))
@@ -65,8 +96,8 @@ class Compact(SRModel):
         if c.scale < 1:
             raise ValueError(f"scale must be positive, got {c.scale}")
         self.config = config
-        self.entry = _ConvPReLU(c.n_colors, c.n_feats)
-        self.trunk = nn.Sequential(*[_ConvPReLU(c.n_feats, c.n_feats) for _ in range(c.n_convs)])
+        self.entry = _ConvAct(c.n_colors, c.n_feats, c.act_type)
+        self.trunk = nn.Sequential(*[_ConvAct(c.n_feats, c.n_feats, c.act_type) for _ in range(c.n_convs)])
         self.exit = nn.Conv2d(c.n_feats, c.n_colors * c.scale * c.scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(c.scale)
 
@@ -76,19 +107,100 @@ class Compact(SRModel):
         return out + F.interpolate(x, scale_factor=s, mode="nearest")
 
 
+_MAX_CONVS = int(next(f for f in fields(CompactConfig) if f.name == "n_convs").metadata["range"][1])
+_BODY_KEY = re.compile(r"^body\.(\d+)\.(weight|bias)$")
+
+
+def _is_realesrgan(state_dict: Mapping[str, Tensor]) -> bool:
+    """Every key is ``body.N.weight``/``bias`` and ``body.0.weight`` is a 3x3 convolution."""
+    first = state_dict.get("body.0.weight")
+    if first is None or first.dim() != 4 or tuple(first.shape[2:]) != (3, 3):
+        return False
+    return all(_BODY_KEY.match(k) for k in state_dict)
+
+
 def detect(state_dict: Mapping[str, Tensor]) -> bool:
-    return all(k in state_dict for k in ("entry.conv.weight", "entry.act.weight", "exit.weight"))
+    """pclup's own layout (``entry``/``trunk``/``exit``) or Real-ESRGAN's (``body.N`` only)."""
+    if all(k in state_dict for k in ("entry.conv.weight", "exit.weight")):
+        return True
+    return _is_realesrgan(state_dict)
+
+
+def _scale_of(out: int, n_colors: int) -> int:
+    scale = math.isqrt(out // n_colors)
+    if scale < 1 or scale * scale * n_colors != out:
+        raise ValueError(f"last conv has {out} channels: not {n_colors} x scale^2")
+    return scale
+
+
+def _realesrgan_config(state_dict: Mapping[str, Tensor]) -> CompactConfig:
+    first = state_dict["body.0.weight"]
+    n_feats, n_colors = int(first.shape[0]), int(first.shape[1])
+    indices = sorted({int(m.group(1)) for k in state_dict if (m := _BODY_KEY.match(k))})
+    last = indices[-1]
+    most = 2 * _MAX_CONVS + 2
+    if last > most:  # checked before any list of that length is made
+        raise ValueError(f"last layer is body.{last}: more than {_MAX_CONVS} body convolutions (body.{most})")
+    if last < 2 or last % 2:
+        raise ValueError(f"last layer is body.{last}: expected an even index of at least 2")
+    if "body.1.weight" in state_dict:
+        act: Activation = "prelu"
+        expected = list(range(last + 1))
+    else:
+        act = DEFAULT_WEIGHTLESS_ACT
+        expected = list(range(0, last + 1, 2))
+    if indices != expected:
+        missing = sorted(set(expected) - set(indices)) or sorted(set(indices) - set(expected))
+        raise ValueError(f"body layers are not consecutive conv/activation pairs (at body.{missing[0]})")
+    scale = _scale_of(int(state_dict[f"body.{last}.weight"].shape[0]), n_colors)
+    n_convs = (last - 2) // 2
+    return CompactConfig(scale=scale, n_feats=n_feats, n_convs=n_convs, n_colors=n_colors, act_type=act)
 
 
 def infer_config(state_dict: Mapping[str, Tensor]) -> CompactConfig:
+    if "entry.conv.weight" not in state_dict:
+        return _realesrgan_config(state_dict)
     entry = state_dict["entry.conv.weight"]
     n_feats, n_colors = int(entry.shape[0]), int(entry.shape[1])
-    out = int(state_dict["exit.weight"].shape[0])
-    scale = math.isqrt(out // n_colors)
-    if scale * scale * n_colors != out:
-        raise ValueError(f"exit conv has {out} channels: not {n_colors} x scale^2")
+    scale = _scale_of(int(state_dict["exit.weight"].shape[0]), n_colors)
     n_convs = seq_len(state_dict, "trunk")
-    return CompactConfig(scale=scale, n_feats=n_feats, n_convs=n_convs, n_colors=n_colors)
+    act: Activation = "prelu" if "entry.act.weight" in state_dict else DEFAULT_WEIGHTLESS_ACT
+    return CompactConfig(scale=scale, n_feats=n_feats, n_convs=n_convs, n_colors=n_colors, act_type=act)
+
+
+def _layout_names(config: CompactConfig) -> dict[str, str]:
+    """Real-ESRGAN's layer name -> pclup's, for this config (weights and biases alike)."""
+    names = {"body.0": "entry.conv"}
+    if config.act_type == "prelu":
+        names["body.1"] = "entry.act"
+    for i in range(config.n_convs):
+        names[f"body.{2 * i + 2}"] = f"trunk.{i}.conv"
+        if config.act_type == "prelu":
+            names[f"body.{2 * i + 3}"] = f"trunk.{i}.act"
+    names[f"body.{2 * config.n_convs + 2}"] = "exit"
+    return names
+
+
+def import_realesrgan(state_dict: StateDict, config: CompactConfig) -> StateDict:
+    """Real-ESRGAN's ``body.N`` keys renamed to pclup's (pclup's own keys and unknown keys pass unchanged,
+    so that the strict load names whatever does not fit)."""
+    names = _layout_names(config)
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        layer, _, kind = key.rpartition(".")
+        out[f"{names[layer]}.{kind}" if layer in names else key] = value
+    return out
+
+
+def export_realesrgan(state_dict: Mapping[str, Tensor], config: CompactConfig) -> StateDict:
+    """pclup's keys renamed to Real-ESRGAN's ``body.N`` layout (what its ``SRVGGNetCompact`` and spandrel
+    load, with ``num_feat=n_feats``, ``num_conv=n_convs``, ``upscale=scale``, ``act_type``)."""
+    names = {ours: theirs for theirs, ours in _layout_names(config).items()}
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        layer, _, kind = key.rpartition(".")
+        out[f"{names[layer]}.{kind}" if layer in names else key] = value
+    return out
 
 
 SPEC = ArchSpec(
@@ -98,6 +210,7 @@ SPEC = ArchSpec(
     paper="Wang et al., Real-ESRGAN (SRVGGNetCompact design), ICCV-W 2021",
     detect=detect,
     infer_config=infer_config,
+    import_foreign=import_realesrgan,
     scales=tuple(range(1, 9)),  # PixelShuffle takes any factor; x1 is a restoration (denoise, deblur) model
 )
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from torch import Tensor
 
-from ..errors import IncompatibleCheckpointError, PclupError
+from ..errors import IncompatibleCheckpointError, ModelFileError, PclupError
 from ..models.registry import ArchSpec, SRModel, StateDict, list_archs
-from .formats import load_weights_strict, read_state_dict
+from .formats import CONFIG_NAME, load_weights_strict, model_file, read_config, read_state_dict
 
 # Containers that wrap a state dict, in order of preference (EMA weights first, as BasicSR users expect).
 WRAPPER_KEYS = (
@@ -131,8 +131,25 @@ def model_from_state_dict(
 
 
 def load_foreign(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SRModel:
-    """Load any third-party weights file (see the module docstring for the layouts)."""
-    return model_from_state_dict(canonicalize(read_state_dict(path), str(path)), str(path), overrides)
+    """Load any third-party weights file (see the module docstring for the layouts).
+
+    Without ``overrides``, a pclup ``config.json`` beside the file that names the detected architecture
+    supplies them from its ``args`` (what the weights cannot tell, e.g. a compact model's ``act_type``).
+    """
+    state = canonicalize(read_state_dict(path), str(path))
+    if overrides is None:
+        overrides = sibling_args(Path(path), detect_arch(state, str(path)).name)
+    return model_from_state_dict(state, str(path), overrides)
+
+
+def sibling_args(path: Path, arch: str) -> dict[str, Any]:
+    """The ``args`` of the pclup ``config.json`` beside ``path`` if it names ``arch``; else nothing."""
+    try:
+        config = read_config(model_file(path.parent, CONFIG_NAME))
+    except ModelFileError:
+        return {}
+    args = config.get("args")
+    return dict(args) if config.get("architecture") == arch and isinstance(args, Mapping) else {}
 
 
 def super_image_overrides(config: Mapping[str, Any], arch: str, source: str) -> dict[str, Any]:
