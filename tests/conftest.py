@@ -29,6 +29,7 @@ TINY: dict[str, dict[str, object]] = {
     "han": {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "reduction": 4},
     "nlsn": {"n_resblocks": 2, "n_feats": 8, "chunk_size": 16, "n_hashes": 2},
     "compact": {"n_feats": 8, "n_convs": 1},
+    "rrdbnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
     "swinir": {"embed_dim": 12, "depths": (2,), "num_heads": (2,), "window_size": 4, "img_size": 16, "num_feat": 8},
 }
 

@@ -7,7 +7,7 @@ RCAN's, NLSN contains EDSR's) comes first.
 
 from __future__ import annotations
 
-from . import compact, edsr, han, nlsn, rcan, swinir
+from . import compact, edsr, han, nlsn, rcan, rrdbnet, swinir
 from .registry import (
     ArchSpec,
     StateDict,
@@ -22,7 +22,7 @@ from .registry import (
     register_arch,
 )
 
-for _module in (han, rcan, nlsn, edsr, swinir, compact):
+for _module in (han, rcan, nlsn, edsr, swinir, compact, rrdbnet):
     register_arch(_module.SPEC, _module.VARIANTS)
 
 __all__ = [
