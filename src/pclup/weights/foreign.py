@@ -5,6 +5,10 @@ Accepted layouts (each unwrapped by :func:`canonicalize`, then matched by key na
 * EDSR-PyTorch ``.pt`` files (EDSR, RCAN, HAN, NLSN): a flat state dict;
 * BasicSR / Real-ESRGAN ``.pth``: ``{"params": ...}`` or ``{"params_ema": ...}`` (EMA preferred);
 * SwinIR's official ``.pth``: ``{"params": ...}`` or ``{"params_ema": ...}``;
+* ESRGAN-family RRDBNet ``.pth`` (Real-ESRGAN x4plus/x2plus/anime_6B, BSRGAN, community models): old
+  ESRGAN ``model.N``, BasicSR ``conv_first``/``body.N.rdbK`` or BSRGAN ``RRDB_trunk`` keys;
+* Real-ESRGAN's compact network (SRVGGNetCompact) ``.pth``: ``body.N`` keys; a pclup ``config.json``
+  beside the file may name what the weights cannot tell (the activation);
 * super-image Hub repos: ``config.json`` with ``model_type`` plus ``pytorch_model_{2,3,4}x.pt`` whose keys
   may carry a ``module.`` prefix (``nn.DataParallel``);
 * any of the above saved from a ``torch.compile``d or ``DataParallel`` module (``_orig_mod.``/``module.``).
