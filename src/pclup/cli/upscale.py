@@ -1,9 +1,10 @@
-"""``pclup upscale``: files, folders and globs in; upscaled images out, atomically."""
+"""``pclup upscale``: files, folders and globs in; upscaled images (and videos) out, atomically."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ def upscale(
         list[str],
         typer.Argument(
             metavar="INPUT...",
-            help="Image files, folders or glob patterns ('photos/*.jpg').",
+            help="Image or video files, folders or glob patterns ('photos/*.jpg').",
             show_default=False,
         ),
     ],
@@ -39,7 +40,7 @@ def upscale(
             "--output",
             "-o",
             help="Output folder, or for one input the output file (a name ending in .png, .jpg, .webp, .tif, "
-            ".bmp, .avif). Default: next to each input.",
+            ".bmp, .avif; for a video .mp4, .mkv, .mov, .webm, .avi). Default: next to each input.",
         ),
     ] = None,
     suffix: Annotated[
@@ -76,20 +77,32 @@ def upscale(
         bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")
     ] = False,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP/AVIF quality.")] = 95,
+    pix_fmt: Annotated[
+        str,
+        typer.Option(
+            "--pix-fmt", help="Videos: pixel format, yuv420p, yuv422p, yuv444p or rgb24 (RGB, x264rgb)."
+        ),
+    ] = "yuv420p",
+    crf: Annotated[
+        int,
+        typer.Option("--crf", min=0, max=51, help="Videos: x264 (VP9 for .webm) quality, 0 lossless to 51."),
+    ] = 18,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no per-file lines; errors only.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on standard output.")] = False,
 ) -> None:
-    """Upscale images. Exit 0 when every file succeeded (or was skipped), 1 when some failed, 2 on usage
-    errors."""
+    """Upscale images and videos (videos need the extra pclup[video]). Exit 0 when every file succeeded
+    (or was skipped), 1 when some failed, 2 on usage errors."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pclup.inference.batch import Job
     from pclup.inference.run import count_statuses, plan_upscale
     from pclup.inference.upscale import FileResult
+    from pclup.inference.video import check_settings
 
+    check_settings(pix_fmt, crf)
     plan = plan_upscale(
         inputs, model=model, scale=scale, output=output, suffix=suffix, ext=ext, tile=tile,
         tile_overlap=tile_overlap, device=device, precision=precision, tta=tta, recursive=recursive,
@@ -104,12 +117,21 @@ def upscale(
     with progress:
         files_task = progress.add_task("files", total=len(plan.jobs))
         tiles_task = progress.add_task("tiles", total=1, visible=False)
+        started = [time.perf_counter()]
 
         def on_file(job: Job) -> None:
             progress.update(files_task, description=job.src.name)
+            progress.update(tiles_task, visible=False)
+            started[0] = time.perf_counter()
 
         def on_tile(done: int, total: int) -> None:
-            progress.update(tiles_task, completed=done, total=total, visible=total > 1)
+            progress.update(tiles_task, description="tiles", completed=done, total=total, visible=total > 1)
+
+        def on_frame(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started[0], 1e-9)
+            eta = time.strftime("%H:%M:%S", time.gmtime((total - done) / rate))
+            text = f"frames, {rate:.1f}/s, ETA {eta}"
+            progress.update(tiles_task, description=text, completed=done, total=total, visible=True)
 
         def on_result(result: FileResult) -> None:
             progress.advance(files_task)
@@ -126,7 +148,8 @@ def upscale(
                 typer.echo(f"pclup: error: {result.error}", err=True)
 
         results = plan.run(
-            overwrite=overwrite, quality=quality, on_file=on_file, on_result=on_result, on_tile=on_tile
+            overwrite=overwrite, quality=quality, pix_fmt=pix_fmt, crf=crf, on_file=on_file,
+            on_result=on_result, on_tile=on_tile, on_frame=on_frame,
         )
 
     counts = count_statuses(results)

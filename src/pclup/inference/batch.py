@@ -30,6 +30,8 @@ from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES
 from ..images.formats import READ_SUFFIXES, SIDECAR_SUFFIXES
 from .upscale import upscaled_size
+from .video import VIDEO_EXTRA, VIDEO_SUFFIXES, is_video
+from .video import available as video_available
 
 OUTPUT_STEM = re.compile(r"_x\d+(\.\d+)?$")
 #: Suffixes that name an image file; ``-o`` with one of them names a file, not a folder. Those pclup
@@ -131,15 +133,22 @@ def expand_pattern(pattern: str) -> list[Path]:
 
 
 def _folder_files(path: Path, *, recursive: bool, suffix: str, unreadable: list[Unreadable]) -> list[Path]:
-    """The images of a folder input, sorted; the other files (not hidden, not pclup's own outputs, not
-    sidecars) go to ``unreadable``."""
+    """The images (and videos, with the extra ``pclup[video]``) of a folder input, sorted; the other
+    files (not hidden, not pclup's own outputs, not sidecars) go to ``unreadable``."""
     found = []
+    videos = None
     for p in sorted(_match(path, ("**", "*") if recursive else ("*",))):
         if not p.is_file() or _is_own_output(p, suffix):
             continue
         ext = p.suffix.lower()
         if ext in READ_SUFFIXES:
             found.append(p)
+        elif ext in VIDEO_SUFFIXES:
+            videos = video_available() if videos is None else videos
+            if videos:
+                found.append(p)
+            else:
+                unreadable.append(Unreadable(p, f"a video: {VIDEO_EXTRA}"))
         elif ext not in SIDECAR_SUFFIXES:
             unreadable.append(Unreadable(p, "unsupported format"))
     return found
@@ -203,6 +212,8 @@ def output_extension(src: Path, ext: str, scale: float) -> str:
     :func:`pclup.images.choose_extension`), else PNG: BMP, GIF, HEIC and unknown formats become PNG,
     and so does a WebP, JPEG or AVIF input whose output at ``scale`` would be too large for its format.
     """
+    if is_video(src):  # a video keeps its container, whatever ``ext`` says
+        return src.suffix.lower().lstrip(".")
     if ext != "auto":
         return images.choose_extension(None, ext)
     fmt = READ_SUFFIXES.get(src.suffix.lower())
@@ -226,14 +237,27 @@ def output_path(job: Job, *, output: Path | None, single_file_output: bool, suff
 
 
 def is_file_output(output: Path | None, jobs: list[Job]) -> bool:
-    """Whether ``-o`` names the output file itself: it has an image suffix and is not a folder.
+    """Whether ``-o`` names the output file itself: it has an image (or video) suffix and is not a folder.
 
     Raises:
-        UsageError: such a name with several inputs, or with a suffix pclup cannot write; ``-o`` an
-            existing file that is not named as an image.
+        UsageError: such a name with several inputs, or with a suffix pclup cannot write; a video named
+            for an image input or the other way round; ``-o`` an existing file that is not named as an
+            image.
     """
     if output is None or output.is_dir():
         return False
+    named_video = output.suffix.lower() in VIDEO_SUFFIXES
+    if named_video and len(jobs) > 1:
+        raise UsageError(f"--output {output} names one file, but {len(jobs)} inputs need a folder")
+    if len(jobs) == 1 and (named_video or output.suffix.lower() in IMAGE_LIKE_SUFFIXES):
+        if named_video != is_video(jobs[0].src):
+            kind, want = ("a video", ", ".join(VIDEO_SUFFIXES)) if is_video(jobs[0].src) else ("an image", "")
+            raise UsageError(
+                f"--output {output}: the input {jobs[0].src} is {kind}; name the output with "
+                + (want or "an image suffix")
+            )
+        if named_video:
+            return True
     writable = ", ".join(f".{e}" for e in images.OUTPUT_EXTENSIONS)
     if output.suffix.lower() in IMAGE_LIKE_SUFFIXES:
         if len(jobs) > 1:

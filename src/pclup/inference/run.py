@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..weights import default_model_name, load_model
 from .batch import Job, Unreadable, check_suffix, collect_jobs, default_suffix, plan_outputs
 from .upscale import FileResult, Progress, Upscaler, parse_tile, upscale_file
+from .video import DEFAULT_CRF, check_settings, is_video, upscale_video_file
 
 EXTS = ("auto", "png", "jpg", "webp", "tif", "avif")
 # No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
@@ -47,23 +48,38 @@ class UpscaleRun:
         *,
         overwrite: bool = False,
         quality: int = 95,
+        pix_fmt: str = "yuv420p",
+        crf: int = DEFAULT_CRF,
         on_file: Callable[[Job], None] | None = None,
         on_result: Callable[[FileResult], None] | None = None,
         on_tile: Progress | None = None,
+        on_frame: Progress | None = None,
     ) -> list[FileResult]:
-        """Upscale every job in order (see :func:`~pclup.inference.upscale.upscale_file`).
+        """Upscale every job in order (see :func:`~pclup.inference.upscale.upscale_file`; videos:
+        :func:`~pclup.inference.video.upscale_video_file`, encoded at ``pix_fmt`` and ``crf``).
 
         ``on_file`` is called before each file, ``on_result`` with each file's result, ``on_tile`` with
-        ``(done, total)`` over the tiles of each model pass.
+        ``(done, total)`` over the tiles of each model pass of an image, ``on_frame`` with ``(done,
+        expected)`` over the frames of a video.
+
+        Raises:
+            UsageError: ``pix_fmt`` or ``crf`` out of bounds.
         """
+        check_settings(pix_fmt, crf)
         results = []
         for job, dst in zip(self.jobs, self.outputs, strict=True):
             if on_file is not None:
                 on_file(job)
-            result = upscale_file(
-                self.upscaler, job.src, dst, scale=self.scale, overwrite=overwrite, quality=quality,
-                progress=on_tile,
-            )
+            if is_video(job.src):
+                result = upscale_video_file(
+                    self.upscaler, job.src, dst, scale=self.scale, overwrite=overwrite, pix_fmt=pix_fmt,
+                    crf=crf, progress=on_frame,
+                )
+            else:
+                result = upscale_file(
+                    self.upscaler, job.src, dst, scale=self.scale, overwrite=overwrite, quality=quality,
+                    progress=on_tile,
+                )
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -120,7 +136,7 @@ def plan_upscale(
     """Check the settings, load the model, and plan every output before any work.
 
     Args:
-        inputs: Image files, folders or glob patterns.
+        inputs: Image or video files, folders or glob patterns.
         model: Any model spec (see :func:`pclup.load_model`); None or ``"default"``: the packaged
             default model whose scale reaches ``scale``.
         scale: Output scale, any factor >= 1; None: the model's own.
