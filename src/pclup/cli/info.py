@@ -1,4 +1,4 @@
-"""``pclup info`` and ``pclup convert``: inspect any model, and turn it into pclup's format."""
+"""``pclup info`` and ``pclup convert``: inspect any model, turn it into pclup's format (or spandrel's)."""
 
 from __future__ import annotations
 
@@ -46,17 +46,45 @@ def info(
 @handle_errors
 def convert(
     model: ModelArg,
-    output: Annotated[Path, typer.Argument(help="Folder to write config.json and model.safetensors to.")],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to write config.json and model.safetensors to; with --layout spandrel, the weights "
+            "file (.safetensors or .pth)."
+        ),
+    ],
     scale: ScaleOpt = None,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--layout",
+            help="pclup: a pclup model folder. spandrel: one weights file that spandrel (chaiNNer) loads "
+            "(compact, RCAN, SwinIR, RRDBNet).",
+        ),
+    ] = "pclup",
     half: Annotated[bool, typer.Option("--half", help="Store float16 weights (half the size).")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a model already in OUTPUT.")
     ] = False,
 ) -> None:
-    """Convert any model pclup can load (third-party checkpoint, Hub repo) into a pclup model folder."""
+    """Convert any model pclup can load (third-party checkpoint, Hub repo) into a pclup model folder, or
+    into one weights file for spandrel / chaiNNer (--layout spandrel)."""
     from pclup.errors import UsageError
-    from pclup.weights import WEIGHTS_NAME, load_model, save_pretrained
+    from pclup.weights import SPANDREL_SUFFIXES, WEIGHTS_NAME, export_spandrel, load_model, save_pretrained
 
+    if layout not in ("pclup", "spandrel"):
+        raise UsageError(f"--layout is pclup or spandrel, not {layout!r}")
+    if layout == "spandrel":
+        if output.suffix.lower() not in SPANDREL_SUFFIXES:
+            raise UsageError(f"{output}: with --layout spandrel, OUTPUT is a .safetensors or .pth file")
+        if output.exists() and not overwrite:
+            raise UsageError(f"{output} already exists; pass --overwrite to replace it")
+        loaded = load_model(model, scale=scale)
+        export_spandrel(
+            loaded.model, output, half=half, overwrite=overwrite, metadata={"converted_from": loaded.source}
+        )
+        typer.echo(f"wrote {output} ({loaded.arch.name} x{loaded.scale} for spandrel, from {loaded.source})")
+        return
     if (output / WEIGHTS_NAME).exists() and not overwrite:
         raise UsageError(f"{output} already holds a model; pass --overwrite to replace it")
     loaded = load_model(model, scale=scale)

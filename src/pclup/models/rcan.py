@@ -25,6 +25,7 @@ both the authors' and super-image's default weights), i.e. it assumes the author
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,7 +43,7 @@ from .blocks import (
     seq_len,
     upsampler_scale,
 )
-from .registry import ArchSpec, Variant, arg
+from .registry import ArchSpec, StateDict, Variant, arg
 
 # Keys that only HAN has on top of an RCAN trunk (layer attention, channel-spatial attention, fusion convs).
 HAN_ONLY_PREFIXES = ("la.", "csa.", "last_conv.", "last.")
@@ -171,6 +172,40 @@ def infer_config(state_dict: Mapping[str, Tensor]) -> RCANConfig:
         rgb_range=_mean_shift_range(state_dict) if mean_shift else 1.0,
         mean_shift=mean_shift,
     )
+
+
+# An RCAB's parameter: ``body.{g}.body.{b}.body.{conv}`` or its attention ``...body.3.conv_du.{ca}``.
+_RCAB_KEY = re.compile(
+    r"body\.\d+\.body\.\d+\.body\.(?P<conv>\d+)\.(?:conv_du\.(?P<ca>\d+)\.)?(?:weight|bias)"
+)
+
+
+def export_spandrel(state_dict: Mapping[str, Tensor], config: RCANConfig) -> StateDict:
+    """These weights in the layout and input convention of spandrel's RCAN (the authors' code, with
+    ``res_scale`` ignored): ``rgb_range`` 255 with ``sub_mean``/``add_mean``, or 1 without them.
+
+    A network of another ``rgb_range`` (or ``res_scale``) is the same function once its features are
+    rescaled: by ``k = target / rgb_range`` every bias of the feature path is multiplied by ``k`` (the
+    ReLUs and pixel shuffles commute with a positive scale), each channel attention's first conv weight is
+    divided by ``k`` (its input grew by ``k``; the attention itself must not change), and ``res_scale`` is
+    folded into each block's second conv (and divided out of its attention's first conv).
+    """
+    k = (255.0 if config.mean_shift else 1.0) / config.rgb_range
+    s = config.res_scale
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        value = value.detach().clone()
+        bias = key.endswith(".bias")
+        rcab = _RCAB_KEY.fullmatch(key)
+        if rcab is not None and rcab.group("ca") is not None:  # channel attention: scale-free
+            if rcab.group("ca") == "0" and not bias and s > 0:
+                value = value / (k * s)
+        elif rcab is not None and rcab.group("conv") == "2":
+            value = value * (k * s if bias else s)
+        elif bias:
+            value = value * k
+        out[key] = value
+    return out
 
 
 SPEC = ArchSpec(

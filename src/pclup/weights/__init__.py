@@ -7,6 +7,7 @@ Inside, each module does one job:
 * ``formats``: pclup's model folder (``config.json`` + ``model.safetensors``) and safe reading of any
   weights file;
 * ``foreign``: third-party layouts (the papers' own checkpoints, BasicSR, SwinIR, super-image);
+* ``export``: one weights file in the layout spandrel (chaiNNer's loader) reads;
 * ``loader``: :func:`load_model`, which resolves a model spec through the others.
 
 Other modules import from this package only. Naming and listing models (the catalogue, repo ids) does not
@@ -32,6 +33,9 @@ _LAZY = {
     "load_weights_strict": "formats",
     "read_state_dict": "formats",
     "save_pretrained": "formats",
+    "SPANDREL_SUFFIXES": "export",
+    "export_spandrel": "export",
+    "spandrel_state_dict": "export",
     "canonicalize": "foreign",
     "load_foreign": "foreign",
     "model_from_state_dict": "foreign",
@@ -39,6 +43,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .export import SPANDREL_SUFFIXES, export_spandrel, spandrel_state_dict
     from .foreign import canonicalize, load_foreign, model_from_state_dict, super_image_overrides
     from .formats import (
         CONFIG_NAME,
@@ -69,6 +74,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
+    "SPANDREL_SUFFIXES",
     "LoadedModel",
     "Pretrained",
     "cached_file",
@@ -76,6 +82,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "default_model_name",
+    "export_spandrel",
     "hub_file",
     "list_pretrained",
     "load_foreign",
@@ -85,5 +92,6 @@ __all__ = [
     "model_from_state_dict",
     "read_state_dict",
     "save_pretrained",
+    "spandrel_state_dict",
     "super_image_overrides",
 ]
