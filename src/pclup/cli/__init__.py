@@ -13,6 +13,7 @@ import typer
 from .._version import __version__
 from ._help import HelpCommand
 from .bench import bench
+from .export import export
 from .info import convert, info
 from .models import models
 from .train import finetune_command, train_command
@@ -52,6 +53,7 @@ app.command("finetune", cls=HelpCommand)(finetune_command)
 app.command("models", cls=HelpCommand)(models)
 app.command("info", cls=HelpCommand)(info)
 app.command("convert", cls=HelpCommand)(convert)
+app.command("export", cls=HelpCommand)(export)
 
 
 def main() -> None:
