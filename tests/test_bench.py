@@ -103,3 +103,18 @@ def test_bad_input(case: str, expect: str, codes: tuple[int, ...], tmp_path: Pat
     assert run.returncode in codes, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("pclup: error:") and expect in lines[0], run.stderr
+
+
+def test_an_image_too_small_for_ssim_after_the_border_is_one_line(tmp_path: Path) -> None:
+    """An HR image that keeps fewer than 11x11 pixels once the border is cut is refused, not a traceback."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pclup.cli import app
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(folder / "a.png")  # 8x8 left after the border
+    result = CliRunner().invoke(app, ["bench", "-m", "bicubic", "--set", str(folder), "-s", "4"])
+    assert result.exit_code == 2 and "SSIM needs 11x11" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -23,7 +23,7 @@ from ._version import __version__
 from .datasets import Dataset, resolve_dataset
 from .errors import UsageError
 from .imresize import bicubic_downscale_uint8, bicubic_upscale_uint8, mod_crop
-from .metrics import evaluate_pair
+from .metrics import SSIM_WINDOW, evaluate_pair
 
 if TYPE_CHECKING:
     from .inference.upscale import Upscaler
@@ -115,8 +115,11 @@ def load_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
         UsageError: an image too small to keep pixels after the ``scale``-pixel border is cut.
     """
     hr = mod_crop(load_hr(path), scale)
-    if min(hr.shape[:2]) <= 2 * scale:
-        raise UsageError(f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{scale} (border {scale})")
+    if min(hr.shape[:2]) - 2 * scale < SSIM_WINDOW:
+        raise UsageError(
+            f"{path}: {hr.shape[1]}x{hr.shape[0]} is too small for x{scale}: SSIM needs "
+            f"{SSIM_WINDOW}x{SSIM_WINDOW} pixels after the {scale}-pixel border is cut"
+        )
     return hr, bicubic_downscale_uint8(hr, scale)
 
 

@@ -62,7 +62,7 @@ _Y_OFFSET = 16.0
 
 _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
-_SSIM_WIN = 11
+SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 
 
@@ -160,7 +160,7 @@ def _psnr_of(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
 
 
 def _gaussian_1d(dtype: torch.dtype, device: torch.device | str) -> Tensor:
-    x = torch.arange(_SSIM_WIN, dtype=torch.float64) - (_SSIM_WIN - 1) / 2
+    x = torch.arange(SSIM_WINDOW, dtype=torch.float64) - (SSIM_WINDOW - 1) / 2
     g = torch.exp(-(x**2) / (2 * _SSIM_SIGMA**2))
     return (g / g.sum()).to(dtype=dtype, device=device)
 
@@ -197,8 +197,10 @@ def ssim_torch(sr_y: Tensor, hr_y: Tensor, data_range: float = 255.0, *, return_
     """
     if sr_y.shape != hr_y.shape:
         raise ValueError(f"sr_y and hr_y differ in shape: {tuple(sr_y.shape)} vs {tuple(hr_y.shape)}")
-    if sr_y.dim() < 2 or sr_y.shape[-1] < _SSIM_WIN or sr_y.shape[-2] < _SSIM_WIN:
-        raise ValueError(f"SSIM needs images of at least {_SSIM_WIN}x{_SSIM_WIN}, got {tuple(sr_y.shape)}")
+    if sr_y.dim() < 2 or sr_y.shape[-1] < SSIM_WINDOW or sr_y.shape[-2] < SSIM_WINDOW:
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(sr_y.shape)}"
+        )
     dtype = sr_y.dtype if sr_y.is_floating_point() else torch.float64
     a = sr_y.to(dtype)
     b = hr_y.to(dtype=dtype, device=a.device)
@@ -219,7 +221,7 @@ def ssim_torch(sr_y: Tensor, hr_y: Tensor, data_range: float = 255.0, *, return_
     c2 = (_SSIM_K2 * data_range) ** 2
     numerator = (2 * mu1_mu2 + c1) * (2 * sigma12 + c2)
     ssim_map = numerator / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    ssim_map = ssim_map.reshape(*lead, h - _SSIM_WIN + 1, w - _SSIM_WIN + 1)
+    ssim_map = ssim_map.reshape(*lead, h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1)
     if return_map:
         return ssim_map
     return ssim_map.mean(dim=(-2, -1))

@@ -79,7 +79,7 @@ def convert(
             raise UsageError(f"{output}: with --layout spandrel, OUTPUT is a .safetensors or .pth file")
         if output.exists() and not overwrite:
             raise UsageError(f"{output} already exists; pass --overwrite to replace it")
-        loaded = load_model(model, scale=scale)
+        loaded = _native(load_model(model, scale=scale), model)
         export_spandrel(
             loaded.model, output, half=half, overwrite=overwrite, metadata={"converted_from": loaded.source}
         )
@@ -87,6 +87,18 @@ def convert(
         return
     if (output / WEIGHTS_NAME).exists() and not overwrite:
         raise UsageError(f"{output} already holds a model; pass --overwrite to replace it")
-    loaded = load_model(model, scale=scale)
+    loaded = _native(load_model(model, scale=scale), model)
     save_pretrained(loaded.model, output, metadata={"converted_from": loaded.source}, half=half)
     typer.echo(f"wrote {output} ({loaded.arch.name} x{loaded.scale}, from {loaded.source})")
+
+
+def _native(loaded: Any, spec: str) -> Any:
+    """``loaded`` if pclup has its architecture; UsageError for a network loaded through spandrel."""
+    from pclup.errors import UsageError
+
+    if not loaded.native:
+        raise UsageError(
+            f"{spec}: {loaded.arch.name} is loaded through spandrel and is already in a layout spandrel "
+            "reads; pclup converts its own architectures only"
+        )
+    return loaded

@@ -95,7 +95,7 @@ def _run(
     command: str, overrides: dict[str, Any], config: Path | None, resume: Path | None, overwrite: bool
 ) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     from pclup.config import resolve_config
     from pclup.errors import UsageError
@@ -118,29 +118,30 @@ def _run(
     def say(line: str) -> None:  # one line as written: no wrapping, no markup (paths may hold brackets)
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
-    say(
-        f"{command}: {what} from {model.init or 'a new ' + model.arch} x{data.scale}, {optim.steps} steps "
-        f"(warm-up {optim.warmup_steps}), lr {optim.lr:g}, into {out}"
-    )
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
     with Progress(*columns, console=console) as progress:
         description = f"{what} {model.init or model.arch} x{data.scale}"
-        task = progress.add_task(description, total=optim.steps, info="")
+        tasks: list[TaskID] = []  # made once the run has started: a refusal before that is one line alone
 
         def on_start(start: RunStart) -> None:
+            say(
+                f"{command}: {what} from {model.init or 'a new ' + model.arch} x{data.scale}, {optim.steps} "
+                f"steps (warm-up {optim.warmup_steps}), lr {optim.lr:g}, into {out}"
+            )
+            tasks.append(progress.add_task(description, total=optim.steps, completed=start.step, info=""))
             if start.resumed_from is not None:
                 say(f"resuming {out} from step {start.step} ({start.resumed_from})")
-                progress.update(task, completed=start.step)
             if start.skipped:
                 say(f"warning: {start.skipped}")
 
         def on_step(info: StepInfo) -> None:
             losses = " ".join(f"{k} {v:.4f}" for k, v in info.losses.items())
             rate = f"{1 / info.seconds:.2f} it/s" if info.seconds > 0 else ""
-            progress.update(task, completed=info.step, info=f"{losses} lr {info.lr:.2e} {rate}")
+            if tasks:  # none on the processes that do not report (several-process runs)
+                progress.update(tasks[0], completed=info.step, info=f"{losses} lr {info.lr:.2e} {rate}")
             if info.validation:
                 say(f"step {info.step}: {data.val_set} PSNR {info.validation['psnr']:.2f} dB, "
                     f"SSIM {info.validation['ssim']:.4f}")

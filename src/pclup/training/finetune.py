@@ -29,7 +29,8 @@ def finetune_config(
     """The configuration of a fine-tuning run: :data:`FINETUNE_DEFAULTS`, then ``file`` (a TOML recipe),
     then ``settings`` (flat keys, the flags' names, or section tables). Unless one of them sets it, the
     warm-up is a tenth of the steps, at most :data:`FINETUNE_WARMUP`, and the model to start from
-    (``init``) is the built-in default model of the scale."""
+    (``init``) is the built-in default model of the scale. A model pclup loads through spandrel is refused
+    (UsageError): pclup trains its own architectures only."""
     settings = settings or {}
     cfg = resolve_config(file, settings, base=FINETUNE_DEFAULTS)
     given = [read_settings(settings, "flags"), read_settings(load_config(file), str(file)) if file else {}]
@@ -62,3 +63,4 @@ def finetune(
 
     cfg = finetune_config(config, settings)
     return train(cfg, resume=resume, overwrite=overwrite, on_step=on_step, on_start=on_start)
+

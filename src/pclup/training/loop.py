@@ -236,6 +236,11 @@ def build_model(cfg: ModelConfig, scale: int) -> tuple[SRModel, str]:
         from ..weights import load_model
 
         loaded = load_model(cfg.init, scale=scale)
+        if not loaded.native:
+            raise UsageError(
+                f"-m {cfg.init}: {loaded.arch.name} is loaded through spandrel; pclup fine-tunes its own "
+                "architectures only ('pclup models' lists them)"
+            )
         if loaded.scale != scale:
             raise UsageError(f"--model {cfg.init} is x{loaded.scale}, but -s is {scale}")
         return loaded.model.train(), loaded.source

@@ -8,6 +8,7 @@ Inside, each module does one job:
   weights file;
 * ``foreign``: third-party layouts (the papers' own checkpoints, BasicSR, SwinIR, super-image);
 * ``export``: one weights file in the layout spandrel (chaiNNer's loader) reads;
+* ``spandrel_bridge``: the architectures only spandrel knows, when it is installed (imported on a miss);
 * ``loader``: :func:`load_model`, which resolves a model spec through the others.
 
 Other modules import from this package only. Naming and listing models (the catalogue, repo ids) does not

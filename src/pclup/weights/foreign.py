@@ -139,10 +139,18 @@ def load_foreign(path: str | Path, overrides: Mapping[str, Any] | None = None) -
 
     Without ``overrides``, a pclup ``config.json`` beside the file that names the detected architecture
     supplies them from its ``args`` (what the weights cannot tell, e.g. a compact model's ``act_type``).
+    A layout none of pclup's architectures has goes to spandrel when it is installed (see
+    :mod:`.spandrel_bridge`).
     """
     state = canonicalize(read_state_dict(path), str(path))
+    try:
+        spec = detect_arch(state, str(path))
+    except IncompatibleCheckpointError as unknown:  # not ours: spandrel's, if it is installed
+        from .spandrel_bridge import load_with_spandrel
+
+        return load_with_spandrel(state, str(path), unknown)
     if overrides is None:
-        overrides = sibling_args(Path(path), detect_arch(state, str(path)).name)
+        overrides = sibling_args(Path(path), spec.name)
     return model_from_state_dict(state, str(path), overrides)
 
 

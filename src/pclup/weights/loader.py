@@ -39,7 +39,19 @@ class LoadedModel:
     metadata: Metadata = field(default_factory=dict)
 
     @property
+    def native(self) -> bool:
+        """Whether pclup has the network's architecture (False: loaded through spandrel), so that it can
+        be trained and saved in pclup's format."""
+        from .spandrel_bridge import SpandrelModel
+
+        return not isinstance(self.model, SpandrelModel)
+
+    @property
     def arch(self) -> ArchSpec:
+        from .spandrel_bridge import SpandrelModel, spandrel_arch
+
+        if isinstance(self.model, SpandrelModel):
+            return spandrel_arch(self.model)
         return arch_of(self.model)
 
     @property
