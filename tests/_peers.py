@@ -16,85 +16,21 @@ that probes for these packages still finds none. A package that is installed is 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn
 
 import pytest
 
+from pclup.weights.spandrel_bridge import stand_ins_for_missing
+
 _SPANDREL_OPTIONAL = ("torchvision",)
 _SUPER_IMAGE_OPTIONAL = ("h5py", "cv2", "torchvision")
-
-
-class _StandInMeta(type):
-    """Metaclass of the placeholders: attribute lookups give more placeholders (``cv2.INTER_CUBIC``)."""
-
-    def __getattr__(cls, item: str) -> Any:
-        if item.startswith("__"):
-            raise AttributeError(item)
-        return _placeholder(f"{cls.__qualname__}.{item}")
-
-
-def _placeholder(name: str) -> type:
-    def refuse(self: object, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(f"{name} is a test stand-in; the real package is not installed")
-
-    return _StandInMeta(name.rsplit(".", 1)[-1], (), {"__init__": refuse, "__qualname__": name})
-
-
-class _StandInModule(ModuleType):
-    def __getattr__(self, item: str) -> Any:
-        if item.startswith("__"):
-            raise AttributeError(item)
-        return _placeholder(f"{self.__name__}.{item}")
-
-
-class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves a stand-in package for each of ``roots`` and for any of their submodules."""
-
-    def __init__(self, roots: Sequence[str]) -> None:
-        self.roots = frozenset(roots)
-
-    def find_spec(
-        self, fullname: str, path: Any = None, target: Any = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".", 1)[0] not in self.roots:
-            return None
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        module = _StandInModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module: ModuleType) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _stand_ins_for_missing(packages: Sequence[str]) -> Iterator[None]:
-    missing = [
-        name for name in packages if name not in sys.modules and importlib.util.find_spec(name) is None
-    ]
-    if not missing:
-        yield
-        return
-    finder = _StandInFinder(missing)
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n.split(".", 1)[0] in finder.roots]:
-            if isinstance(sys.modules[name], _StandInModule):
-                del sys.modules[name]
 
 
 def _import_peer(package: str, optional: Sequence[str]) -> ModuleType:
@@ -103,7 +39,7 @@ def _import_peer(package: str, optional: Sequence[str]) -> ModuleType:
         return sys.modules[package]
     if importlib.util.find_spec(package) is None:
         pytest.skip(f"{package} is not installed")
-    with _stand_ins_for_missing(optional):
+    with stand_ins_for_missing(optional):
         return importlib.import_module(package)
 
 

@@ -21,7 +21,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, NoReturn
@@ -76,32 +76,44 @@ class SpandrelModel(SRModel):
         return out
 
 
-def _refuse(name: str) -> Any:
-    def refuse(*args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(f"{name} needs torchvision, which is not installed")
+class _StandInMeta(type):
+    """Metaclass of the placeholders: attribute lookups give more placeholders (``cv2.INTER_CUBIC``)."""
 
-    return refuse
+    def __getattr__(cls, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        return _placeholder(f"{cls.__qualname__}.{item}")
 
 
-class _StandIn(ModuleType):
+def _placeholder(name: str) -> type:
+    def refuse(self: object, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"{name} is a stand-in: the package it belongs to is not installed")
+
+    return _StandInMeta(name.rsplit(".", 1)[-1], (), {"__init__": refuse, "__qualname__": name})
+
+
+class _StandInModule(ModuleType):
     def __getattr__(self, item: str) -> Any:
         if item.startswith("__"):
             raise AttributeError(item)
-        return _refuse(f"{self.__name__}.{item}")
+        return _placeholder(f"{self.__name__}.{item}")
 
 
 class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves placeholder ``torchvision`` modules while spandrel is imported."""
+    """Serves a stand-in package for each of ``roots`` and for any of their submodules."""
+
+    def __init__(self, roots: Sequence[str]) -> None:
+        self.roots = frozenset(roots)
 
     def find_spec(
         self, fullname: str, path: Any = None, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".", 1)[0] != "torchvision":
+        if fullname.split(".", 1)[0] not in self.roots:
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        module = _StandIn(spec.name)
+        module = _StandInModule(spec.name)
         module.__path__ = []
         return module
 
@@ -110,18 +122,24 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 @contextlib.contextmanager
-def _without_torchvision() -> Iterator[None]:
-    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+def stand_ins_for_missing(packages: Sequence[str]) -> Iterator[None]:
+    """While in this context, each of ``packages`` that is not installed imports as a stand-in whose names
+    are placeholder classes that raise when used; the stand-ins are removed from ``sys.modules`` after, so
+    code that probes for the package still finds none. An installed package is used as it is."""
+    missing = [
+        name for name in packages if name not in sys.modules and importlib.util.find_spec(name) is None
+    ]
+    if not missing:
         yield
         return
-    finder = _StandInFinder()
+    finder = _StandInFinder(missing)
     sys.meta_path.insert(0, finder)
     try:
         yield
     finally:
         sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n.split(".", 1)[0] == "torchvision"]:
-            if isinstance(sys.modules[name], _StandIn):
+        for name in [n for n in sys.modules if n.split(".", 1)[0] in finder.roots]:
+            if isinstance(sys.modules[name], _StandInModule):
                 del sys.modules[name]
 
 
@@ -132,7 +150,7 @@ def import_spandrel() -> ModuleType | None:
     try:
         if importlib.util.find_spec("spandrel") is None:
             return None
-        with _without_torchvision():
+        with stand_ins_for_missing(("torchvision",)):
             return importlib.import_module("spandrel")
     except ImportError:
         return None
