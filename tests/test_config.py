@@ -99,3 +99,20 @@ def test_shipped_recipes_and_model_card_recipes_load() -> None:
         recipe = json.loads(path.read_text())["metadata"]["recipe"]
         cfg = config_from_mapping(tomllib.loads(recipe), str(path))
         assert cfg.model.init and config_from_mapping(tomllib.loads(to_toml(cfg))) == cfg, path
+
+
+def test_positives_and_negatives_apart_and_the_old_samples_as_both(tmp_path: Path) -> None:
+    cfg = config_from_mapping({"pcl_positives": 0, "pcl_negatives": 5})
+    assert (cfg.loss.positives, cfg.loss.negatives) == (0, 5)
+    old = tmp_path / "old.toml"
+    old.write_text("pcl_samples = 3\nsteps = 2\n")
+    cfg = config_from_mapping(load_config(old))
+    assert (cfg.loss.positives, cfg.loss.negatives) == (3, 3)
+    cfg = config_from_mapping({"loss": {"samples": 1}})
+    assert (cfg.loss.positives, cfg.loss.negatives) == (1, 1)
+    text = to_toml(cfg)
+    assert "positives = 1\nnegatives = 1\n" in text and "samples" not in text
+    with pytest.raises(UsageError, match="pcl_samples and loss.positives are the same setting"):
+        config_from_mapping({"pcl_samples": 2, "loss": {"positives": 1}})
+    with pytest.raises(UsageError, match="pcl_negatives must be >= 0"):
+        config_from_mapping({"pcl_negatives": -1})

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pclup.cli import app
 
-COMMANDS = ["upscale", "bench", "train", "finetune", "models", "info", "convert"]
+COMMANDS = ["upscale", "bench", "train", "finetune", "models", "info", "convert", "export", "compare"]
 runner = CliRunner()
 
 

@@ -116,3 +116,29 @@ def test_quantize() -> None:
     x = torch.tensor([-0.1, 0.0, 0.5, 1.2, 0.31])
     assert quantize(x).tolist() == pytest.approx([0.0, 0.0, 128 / 255, 1.0, 79 / 255])  # 127.5: half to even
     assert x[0] == -0.1  # not in place
+
+
+def test_positives_and_negatives_are_counted_apart_and_seeded() -> None:
+    from pclup.contrastive import EmbeddingNet, contrastive_term, dual_contrastive_d_loss
+
+    hr, lr = _images()
+    pos, neg = FrequencySampler(positives=0, negatives=2).sample(hr, lr, _gen(0))
+    assert pos.shape == (1, B, C, H, H) and torch.equal(pos[0], hr)  # HR only
+    assert neg.shape == (3, B, C, H, H)
+    pos, neg = FrequencySampler(positives=4, negatives=1).sample(hr, lr, _gen(0))
+    assert (pos.shape[0], neg.shape[0]) == (5, 2)
+    again = FrequencySampler(positives=4, negatives=1).sample(hr, lr, _gen(0))
+    assert torch.equal(pos, again[0]) and torch.equal(neg, again[1])
+    # one k draws what P = N = k draws: seeds of earlier runs give the same samples
+    old = FrequencySampler(k=2).sample(hr, lr, _gen(3))
+    new = FrequencySampler(positives=2, negatives=2).sample(hr, lr, _gen(3))
+    assert torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
+    # the losses take sets of different sizes
+    net = EmbeddingNet(width=4, in_channels=3 * C)
+    sr = hr.clone().requires_grad_(True)
+    contrastive_term(net, sr, pos, neg, layers=(1,)).backward()
+    assert sr.grad is not None
+    d = dual_contrastive_d_loss(net(torch.cat([hr, *pos[1:]])), net(torch.cat([sr.detach(), *neg[1:]])))
+    assert torch.isfinite(d)
+    with pytest.raises(ValueError, match="positives"):
+        FrequencySampler(positives=-1)

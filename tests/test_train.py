@@ -170,6 +170,55 @@ def test_ddp_on_gloo_two_processes(data: Path, tmp_path: Path) -> None:
     assert load_pretrained(tmp_path / "run" / "model").config.scale == 2
 
 
+_DDP_PROBE = """
+import os, sys, torch
+import pclup.training.loop as loop
+from pclup.config import config_from_mapping, load_config
+from pclup.training.pcl import PCL
+
+seen = {}
+step = PCL.discriminator_step
+ema_update = loop._ema_update
+
+def discriminator_step(self, *args, **kwargs):
+    seen["disc"] = self.net
+    return step(self, *args, **kwargs)
+
+def record_ema(ema, model, decay):
+    seen["ema"], seen["model"] = ema, model
+    ema_update(ema, model, decay)
+
+PCL.discriminator_step = discriminator_step
+loop._ema_update = record_ema
+loop.train(config_from_mapping(load_config(sys.argv[1])))
+torch.save({k: v.state_dict() for k, v in seen.items()}, f"{sys.argv[2]}/rank{os.environ['RANK']}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_ddp_keeps_the_discriminator_the_same_on_every_process(data: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "ddp.toml"
+    cfg.write_text(
+        f'data = ["{data}"]\narch = "compact"\nscale = 2\npatch_size = 8\nbatch_size = 4\nsteps = 3\nval_set = ""\n'
+        f'out = "{tmp_path / "run"}"\ndevice = "cpu"\nprecision = "fp32"\ndisc_width = 8\nloss = "pcl"\nema = 0.9\n'
+        '[arch_args]\nn_feats = 8\nn_convs = 1\n'
+    )
+    (tmp_path / "probe.py").write_text(_DDP_PROBE)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29562",
+         str(tmp_path / "probe.py"), str(cfg), str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert set(ranks[0]) == {"disc", "model", "ema"}
+    for name in ("disc", "model", "ema"):
+        a, b = ranks[0][name], ranks[1][name]
+        assert a.keys() == b.keys()
+        for key in a:  # BatchNorm running statistics included
+            assert torch.equal(a[key], b[key]), f"{name}.{key} differs between the processes"
+
+
 @pytest.mark.slow
 def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, tmp_path: Path) -> None:
     from pclup.models import create_model
@@ -178,12 +227,14 @@ def test_finetune_starts_from_a_model_spec_with_the_finetune_recipe(data: Path, 
     save_pretrained(create_model("compact", scale=2, n_feats=8, n_convs=1), tmp_path / "start")
     run = subprocess.run(
         [sys.executable, "-m", "pclup", "finetune", "--data", str(data), "-m", str(tmp_path / "start"), "-s", "2",
-         "--steps", "2", "--batch-size", "2", "--patch-size", "8", "--val-set", "none", "--out", str(tmp_path / "ft")],
+         "--steps", "2", "--batch-size", "2", "--patch-size", "8", "--val-set", "none", "--out", str(tmp_path / "ft"),
+         "--pcl-positives", "0", "--pcl-negatives", "2"],
         capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr
     config = (tmp_path / "ft" / "config.toml").read_text()
     assert "lr = 5e-05" in config and f'init = "{tmp_path / "start"}"' in config
+    assert "positives = 0\nnegatives = 2\n" in config
     assert load_pretrained(tmp_path / "ft" / "model").config.n_feats == 8
 
 

@@ -4,13 +4,14 @@ A recipe is a TOML file with one table per section (:func:`to_toml` writes every
 
     [data]    folders, scale, patch_size, batch_size, workers, val_set, data_dir
     [model]   arch, arch_args (a [model.arch_args] table), init
-    [loss]    kind, weight, form, tau, samples, layers, no_grad, disc_width, disc_lr
+    [loss]    kind, weight, form, tau, positives, negatives, layers, no_grad, disc_width, disc_lr
     [optim]   steps, lr, schedule, warmup_steps, milestones, gamma, min_lr, grad_clip, ema
     [run]     seed, device, precision, channels_last, out, log_every, val_every, save_every
 
 The flat form of earlier versions (one key per setting: ``data``, ``loss``, ``pcl_weight``... see
 :data:`FLAT`; the command line's flags have the same names) is read as well, so older recipes, run folders
-and model cards still load. Unknown keys, values of the wrong type and values out of range are one-line
+and model cards still load (their one ``samples`` / ``pcl_samples`` sets both ``loss.positives`` and
+``loss.negatives``). Unknown keys, values of the wrong type and values out of range are one-line
 errors that name the key as it was written.
 
 The resolved configuration is written with every run (``config.toml`` in the run folder), so a run can
@@ -70,7 +71,8 @@ class LossConfig:
     weight: float = 0.01  # lambda in L1 + lambda * L_CL (see docs/training.md for why so small)
     form: str = "infonce"  # infonce | cosine
     tau: float = 1.0  # InfoNCE temperature
-    samples: int = 3  # K sharpened positives and K blurred negatives (plus HR and bicubic LR)
+    positives: int = 3  # sharpened copies of HR among the positives, besides HR itself (0: HR only)
+    negatives: int = 3  # blurred copies of HR among the negatives, besides the bicubic-upsampled LR
     layers: tuple[int, ...] = (4,)  # embedding-network blocks whose features are compared
     no_grad: bool = False  # the released code's behaviour: L_CL computed but carrying no gradient
     disc_width: int = 32  # embedding-net width (SRGAN's is 64; 32 keeps PCL's cost under 2x for EDSR-S)
@@ -159,8 +161,8 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     for key in ("data.scale", "data.patch_size", "data.batch_size", "optim.steps", "loss.disc_width",
                 "run.log_every", "run.val_every", "run.save_every"):
         need(value(key) >= 1, key, "must be >= 1")
-    for key in ("data.workers", "optim.warmup_steps", "loss.samples", "loss.disc_lr", "optim.min_lr",
-                "optim.grad_clip"):
+    for key in ("data.workers", "optim.warmup_steps", "loss.positives", "loss.negatives", "loss.disc_lr",
+                "optim.min_lr", "optim.grad_clip"):
         need(value(key) >= 0, key, "must be >= 0")
     need(not o.warmup_steps >= o.steps > 0, "optim.warmup_steps",
          f"({o.warmup_steps}) must be fewer than steps ({o.steps}): the learning rate would never reach lr")
@@ -182,13 +184,18 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
 #: The flat keys of earlier recipes, run folders and model cards, and the command line's flag names:
 #: ``key -> (section, field)``. Most are the field's own name; these differ.
 _RENAMED = {"data": ("data", "folders"), "loss": ("loss", "kind"), "pcl_weight": ("loss", "weight"),
-            "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_samples": ("loss", "samples"),
+            "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_positives": ("loss", "positives"),
+            "pcl_negatives": ("loss", "negatives"),
             "pcl_layers": ("loss", "layers"), "pcl_no_grad": ("loss", "no_grad")}
 FLAT: dict[str, tuple[str, str]] = {
     **{f.name: (s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)
        if (s, f.name) not in _RENAMED.values()},
     **_RENAMED,
 }
+
+#: Settings of earlier versions that now set two: ``(section, old field) -> new fields``. Read, never written.
+_SPLIT = {("loss", "samples"): ("positives", "negatives")}  # one count for both sample sets
+_SPLIT_FLAT = {"samples": ("loss", "samples"), "pcl_samples": ("loss", "samples")}
 
 _KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
 _PLURALS = {int: "integers", float: "finite numbers", bool: "booleans", str: "strings"}
@@ -256,8 +263,12 @@ def _read(values: Mapping[str, Any], source: str) -> tuple[Settings, dict[str, s
             entries += [(f"{key}.{k}", key, k, v) for k, v in value.items()]
         elif key in FLAT:
             entries.append((key, *FLAT[key], value))
+        elif key in _SPLIT_FLAT:
+            entries.append((key, *_SPLIT_FLAT[key], value))
         else:
             unknown.append(key)
+    entries = [(written, section, new, value) for written, section, name, value in entries
+               for new in _SPLIT.get((section, name), (name,))]
     for written, section, name, value in entries:
         hints = _hints(section)
         if name not in hints:

@@ -13,6 +13,7 @@ import typer
 from .._version import __version__
 from ._help import HelpCommand
 from .bench import bench
+from .compare import compare
 from .export import export
 from .info import convert, info
 from .models import models
@@ -48,6 +49,7 @@ def _root(
 
 app.command("upscale", cls=HelpCommand)(upscale)
 app.command("bench", cls=HelpCommand)(bench)
+app.command("compare", cls=HelpCommand)(compare)
 app.command("train", cls=HelpCommand)(train_command)
 app.command("finetune", cls=HelpCommand)(finetune_command)
 app.command("models", cls=HelpCommand)(models)

@@ -35,6 +35,12 @@ PclWeight = Annotated[float | None, typer.Option(
 PclNoGrad = Annotated[bool | None, typer.Option(
     "--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.",
     show_default="--pcl-grad")]
+PclPositives = Annotated[int | None, typer.Option(
+    "--pcl-positives", min=0, help="Sharpened copies of HR among the positives (0: HR only).",
+    show_default=_d("pcl_positives"))]
+PclNegatives = Annotated[int | None, typer.Option(
+    "--pcl-negatives", min=0, help="Blurred copies of HR among the negatives, besides the bicubic LR.",
+    show_default=_d("pcl_negatives"))]
 Steps = Annotated[int | None, typer.Option(
     "--steps", min=1, help="Training steps.", show_default=_d("steps"))]
 FtSteps = Annotated[int | None, typer.Option(
@@ -167,6 +173,7 @@ def train_command(
     arch: Annotated[str | None, typer.Option(
         "--arch", help="Architecture variant (see 'pclup models').", show_default=_d("arch"))] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
+    pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -176,6 +183,7 @@ def train_command(
     """Train an SR network from scratch with L1 or L1 + PCL."""
     overrides = _overrides(
         data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
+        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives,
         steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
         out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
         warmup_steps=warmup_steps,
@@ -190,6 +198,7 @@ def finetune_command(
         "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub).",
         show_default="the built-in default model of -s: default-x2, -x3, -x4")] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
+    pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -200,6 +209,7 @@ def finetune_command(
     steps, a new model folder as output)."""
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
+        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives,
         steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
         out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
         warmup_steps=warmup_steps,

@@ -2,7 +2,7 @@
 
 One training step uses it as (see ``pclup.training.pcl``)::
 
-    pos, neg = sampler.sample(hr, lr, generator)                      # (K+1, B, C, H, W) each
+    pos, neg = sampler.sample(hr, lr, generator)                      # (P+1 | N+1, B, C, H, W)
     d_loss = dual_contrastive_d_loss(embed.logits(real), embed.logits(fake))   # discriminator step
     cl = contrastive_term(embed, sr, pos, neg, layers=(4,))            # L_CL for the SR step
 """

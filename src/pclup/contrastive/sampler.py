@@ -114,7 +114,9 @@ class FrequencySampler:
     """How positives and negatives are drawn (defaults: the released scripts').
 
     Args:
-        k: number of sharpened positives and of blurred negatives (``mcl_neg``, 3).
+        k: number of sharpened positives and of blurred negatives (``mcl_neg``, 3), unless set apart:
+        positives: number of sharpened copies of HR (``None``: ``k``; 0: HR is the only positive).
+        negatives: number of blurred copies of HR (``None``: ``k``; 0: the bicubic LR is the only negative).
         sharpness: factor range ``[lo, hi)``, one factor per image and copy (``--sharp_value 0.5
             --sharp_range 2.5``: ``U[0.5, 3.0)``; about 20% of the factors are below 1 and blur a little).
         blur_sizes: odd kernel sizes, drawn independently for height and width.
@@ -124,20 +126,29 @@ class FrequencySampler:
     """
 
     k: int = 3
+    positives: int | None = None
+    negatives: int | None = None
     sharpness: tuple[float, float] = (0.5, 3.0)
     blur_sizes: tuple[int, ...] = (3, 5, 7, 9, 11)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     quantize: bool = True
 
     def __post_init__(self) -> None:
-        if self.k < 0:
-            raise ValueError(f"k must be >= 0, got {self.k}")
+        for name in ("k", "positives", "negatives"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.sharpness[0] <= self.sharpness[1]:
             raise ValueError(f"sharpness range {self.sharpness} is empty")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"blur_sigma range {self.blur_sigma} must be positive and non-empty")
         if not self.blur_sizes or any(s < 1 or s % 2 == 0 for s in self.blur_sizes):
             raise ValueError(f"blur_sizes must be odd and positive, got {self.blur_sizes}")
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """``(P, N)``: the sharpened positives and the blurred negatives drawn (HR and bicubic LR besides)."""
+        return (self.k if self.positives is None else self.positives,
+                self.k if self.negatives is None else self.negatives)
 
     def sample(self, hr: Tensor, lr: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw the positives and negatives of one batch.
@@ -149,33 +160,36 @@ class FrequencySampler:
                 ``hr``'s device.
 
         Returns:
-            ``(pos, neg)``, each ``(K+1, B, C, H, W)`` float in ``[0, 1]``, no gradient:
+            ``(pos, neg)``, ``(P+1, B, C, H, W)`` and ``(N+1, B, C, H, W)`` (:attr:`counts`), float in
+            ``[0, 1]``, no gradient:
             ``pos[0] = hr`` (the same values), ``pos[1:]`` sharpened; ``neg[0]`` the bicubic-upsampled ``lr``,
             ``neg[1:]`` blurred. One tensor each, so the trainer can embed them in a single forward.
         """
         if hr.dim() != 4 or lr.dim() != 4 or hr.shape[:2] != lr.shape[:2]:
             raise ValueError(f"hr {tuple(hr.shape)} and lr {tuple(lr.shape)} must be (B, C, ., .) alike")
         batch = hr.shape[0]
+        n_pos, n_neg = self.counts
         hr = hr.detach()
         gdev = generator.device
-        # all draws first, in a fixed order, on the generator's device
+        # all draws first, in a fixed order, on the generator's device (P = N = k: the draws of one k)
         lo, hi = self.sharpness
-        factors = torch.rand(self.k, batch, generator=generator, device=gdev) * (hi - lo) + lo
-        size_idx = torch.randint(len(self.blur_sizes), (self.k, 2), generator=generator, device=gdev).tolist()
+        factors = torch.rand(n_pos, batch, generator=generator, device=gdev) * (hi - lo) + lo
+        size_idx = torch.randint(len(self.blur_sizes), (n_neg, 2), generator=generator, device=gdev).tolist()
         s_lo, s_hi = self.blur_sigma
         sigmas = (
-            torch.rand(self.k, 2, generator=generator, device=gdev, dtype=torch.float64) * (s_hi - s_lo)
+            torch.rand(n_neg, 2, generator=generator, device=gdev, dtype=torch.float64) * (s_hi - s_lo)
             + s_lo
         ).tolist()
 
-        pos = hr.new_empty(self.k + 1, *hr.shape)
-        neg = hr.new_empty(self.k + 1, *hr.shape)
+        pos = hr.new_empty(n_pos + 1, *hr.shape)
+        neg = hr.new_empty(n_neg + 1, *hr.shape)
         pos[0] = hr
         neg[0] = upsample_bicubic(lr.detach().to(hr.dtype), (hr.shape[-2], hr.shape[-1]))
-        if self.k:
+        if n_pos or n_neg:
             # depthwise convolutions run about 2x faster channels-last on CPU (oneDNN)
             src = hr.contiguous(memory_format=torch.channels_last) if hr.device.type == "cpu" else hr
-            sharpen(src, factors, out=pos[1:])
+            if n_pos:
+                sharpen(src, factors, out=pos[1:])
             for j, ((iy, ix), sigma) in enumerate(zip(size_idx, sigmas, strict=True)):
                 size = (self.blur_sizes[iy], self.blur_sizes[ix])
                 neg[j + 1] = gaussian_blur(src, size, (sigma[0], sigma[1]))

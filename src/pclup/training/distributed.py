@@ -55,6 +55,15 @@ class Distributed:
 
         return DDP(module, device_ids=[self.local_rank] if device.type == "cuda" else None)
 
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Give every process rank 0's buffers of ``module`` (BatchNorm statistics); nothing when alone."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
     def stop(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

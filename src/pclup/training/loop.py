@@ -126,7 +126,7 @@ def train(
     val_pairs = validation_pairs(cfg.data) if dist.main else []
     train_model = dist.wrap(model, device)
     if pcl is not None:
-        pcl.disc = dist.wrap(pcl.net, device)
+        pcl.distribute(dist, device)
     log = (start_run(out, earlier_run, to_toml(cfg), checkpoints.kept, _skipped_record(data, start))
            if dist.main else None)
     if on_start and dist.main:

@@ -22,6 +22,7 @@ from ..config import LossConfig
 from ..contrastive import EmbeddingNet, FrequencySampler, contrastive_term, dual_contrastive_d_loss
 from ..data import step_generator
 from ..device import to_channels_last
+from .distributed import Distributed
 
 Autocast = Callable[[], AbstractContextManager[object]]
 
@@ -50,11 +51,21 @@ class PCL:
         if channels_last and device.type != "mps":
             to_channels_last(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.disc_lr or lr, betas=(0.9, 0.999))
-        self.sampler = FrequencySampler(k=cfg.samples)
-        self.disc: nn.Module = self.net  # what the discriminator step trains (DDP's wrapper when distributed)
+        self.sampler = FrequencySampler(positives=cfg.positives, negatives=cfg.negatives)
+        # what the discriminator step runs: both halves in one forward, so that DDP's wrapper (when
+        # distributed) sees one forward per backward and averages the gradients over the processes
+        self.disc: nn.Module = _RealFake(self.net)
+        self.dist = Distributed()
+
+    def distribute(self, dist: Distributed, device: torch.device) -> None:
+        """Train the discriminator over ``dist``'s processes: its gradients averaged by DDP (which also
+        starts every process from rank 0's weights), its BatchNorm statistics rank 0's after each step, so
+        that the frozen embedding network of L_CL is the same on every process."""
+        self.dist = dist
+        self.disc = dist.wrap(_RealFake(self.net), device)
 
     def sample(self, hr: Tensor, lr: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        """Positives and negatives of this step's batch, ``(K+1, B, C, H, W)`` each."""
+        """Positives and negatives of this step's batch, ``(P+1, B, C, H, W)`` and ``(N+1, B, C, H, W)``."""
         return self.sampler.sample(hr, lr.float(), step_generator(self.seed, step, "sampler"))
 
     def discriminator_step(
@@ -64,12 +75,12 @@ class PCL:
         HR. Returns its loss."""
         self.disc.train()
         with autocast():
-            real = self.net.logits(torch.cat([hr, *pos[1:]]))
-            fake = self.net.logits(torch.cat([sr.detach(), *neg[1:]]))
+            real, fake = self.disc(torch.cat([hr, *pos[1:]]), torch.cat([sr.detach(), *neg[1:]]))
         d_loss = dual_contrastive_d_loss(real.float(), fake.float())
         self.opt.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt.step()
+        self.dist.broadcast_buffers(self.net)  # each process updated the running statistics with its batch
         return d_loss
 
     def contrastive_term(self, sr: Tensor, pos: Tensor, neg: Tensor, autocast: Autocast) -> Tensor:
@@ -78,3 +89,14 @@ class PCL:
         with autocast():
             return contrastive_term(self.net, sr, pos, neg, layers=cfg.layers, loss=cfg.form, tau=cfg.tau,
                                     no_grad=cfg.no_grad).float()
+
+
+class _RealFake(nn.Module):
+    """The discriminator's two forwards (real, fake: separate BatchNorm batches) as one module call."""
+
+    def __init__(self, net: EmbeddingNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        return self.net.logits(real), self.net.logits(fake)
