@@ -91,7 +91,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise ImageReadError(f"cannot read {path}: {_os_cause(exc)}") from exc
+        raise ImageReadError(f"cannot read {path}: {os_cause(exc)}") from exc
     if stat.S_ISDIR(st.st_mode):
         raise ImageReadError(f"cannot read {path}: it is a folder, not an image file")
     if st.st_size == 0:
@@ -100,7 +100,7 @@ def read_image(path: str | os.PathLike[str]) -> Image:
         with open(path, "rb") as fp:
             head = fp.read(64)
     except OSError as exc:
-        raise ImageReadError(f"cannot read {path}: {_os_cause(exc)}") from exc
+        raise ImageReadError(f"cannot read {path}: {os_cause(exc)}") from exc
 
     with warnings.catch_warnings():
         # Pillow warns between its pixel limit and twice that; the check that matters is ours. Its
@@ -219,7 +219,8 @@ def _too_large(size: tuple[int, int], limit: int) -> str:
     )
 
 
-def _os_cause(exc: OSError) -> str:
+def os_cause(exc: OSError) -> str:
+    """A file-system error in a few plain words ("permission denied", "no such file")."""
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, PermissionError):

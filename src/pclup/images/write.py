@@ -23,7 +23,7 @@ from .exif import exif_for_write
 from .formats import ALPHA_FORMATS, DEEP_FORMATS, MAX_PIXELS, MAX_SIDE, fits, format_for
 from .image import Image
 from .png_tiff import write_png, write_tiff
-from .read import describe
+from .read import describe, os_cause
 
 _MAX_JPEG_EXIF = 65533  # one APP1 marker
 
@@ -164,16 +164,12 @@ def _write_cause(exc: Exception, folder: Path) -> str:
         if not folder.is_dir():
             return f"the folder {folder} does not exist"
         return f"cannot create a file in {folder} (no such file or directory)"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
     if isinstance(exc, IsADirectoryError):
         return "a folder of that name exists"
-    if isinstance(exc, NotADirectoryError):
-        return "a part of the path is not a folder"
     if isinstance(exc, MemoryError):
         return "not enough memory to encode it"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.rstrip(".").lower()
+    if isinstance(exc, (PermissionError, NotADirectoryError)) or (isinstance(exc, OSError) and exc.strerror):
+        return os_cause(exc)
     return f"encoder failed ({describe(exc)})"
 
 
