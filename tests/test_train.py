@@ -262,5 +262,6 @@ def test_a_run_folder_of_an_earlier_version_resumes(data: Path, tmp_path: Path) 
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "old")])
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (tmp_path / "old" / "log.jsonl").read_text().splitlines()]
-    assert [{k: r[k] for k in ("l1", "cl", "d")} for r in log] == straight
+    keys = ("l1", "cl", "d", "lambda", "ratio")
+    assert [{k: r[k] for k in keys} for r in log] == [{k: r[k] for k in keys} for r in straight]
     assert "[optim]\nsteps = 4\n" in (tmp_path / "old" / "config.toml").read_text()  # the new form

@@ -4,7 +4,8 @@ A recipe is a TOML file with one table per section (:func:`to_toml` writes every
 
     [data]    folders, scale, patch_size, batch_size, workers, val_set, data_dir
     [model]   arch, arch_args (a [model.arch_args] table), init
-    [loss]    kind, weight, form, tau, positives, negatives, layers, no_grad, disc_width, disc_lr
+    [loss]    kind, weight, grad_ratio, warmup_steps, form, tau, positives, negatives, layers, no_grad,
+              disc_width, disc_lr, d_batchnorm
     [optim]   steps, lr, schedule, warmup_steps, milestones, gamma, min_lr, grad_clip, ema
     [run]     seed, device, precision, channels_last, out, log_every, val_every, save_every
 
@@ -38,7 +39,9 @@ else:  # pragma: no cover - Python 3.10
 
 LOSSES = ("l1", "pcl")
 PCL_FORMS = ("infonce", "cosine")
+D_BATCHNORM = ("joint", "separate")
 SCHEDULES = ("cosine", "multistep", "constant")
+AUTO_GRAD_RATIO = 0.1  # the target of ``--pcl-lambda auto`` when no --pcl-grad-ratio is given
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class LossConfig:
 
     kind: str = "pcl"  # l1 | pcl
     weight: float = 0.01  # lambda in L1 + lambda * L_CL (see docs/training.md for why so small)
+    grad_ratio: float = 0.0  # > 0: lambda set each step so that |grad L_CL| = grad_ratio * |grad L1| on SR
+    warmup_steps: int = 0  # steps training the embedding network alone (SR frozen) before L_CL reaches SR
     form: str = "infonce"  # infonce | cosine
     tau: float = 1.0  # InfoNCE temperature
     positives: int = 3  # sharpened copies of HR among the positives, besides HR itself (0: HR only)
@@ -77,6 +82,7 @@ class LossConfig:
     no_grad: bool = False  # the released code's behaviour: L_CL computed but carrying no gradient
     disc_width: int = 32  # embedding-net width (SRGAN's is 64; 32 keeps PCL's cost under 2x for EDSR-S)
     disc_lr: float = 0.0  # 0: the SR network's learning rate, as the released code
+    d_batchnorm: str = "joint"  # D step: joint (real and fake in one BatchNorm batch) | separate (released)
 
 
 @dataclass(frozen=True)
@@ -156,13 +162,15 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
         return getattr(getattr(cfg, section), name)
 
     need(loss.kind in LOSSES, "loss.kind", f"'{loss.kind}' is not one of {', '.join(LOSSES)}")
+    need(loss.d_batchnorm in D_BATCHNORM, "loss.d_batchnorm",
+         f"'{loss.d_batchnorm}' is not one of {', '.join(D_BATCHNORM)}")
     need(loss.form in PCL_FORMS, "loss.form", f"'{loss.form}' is not one of {', '.join(PCL_FORMS)}")
     need(o.schedule in SCHEDULES, "optim.schedule", f"'{o.schedule}' is not one of {', '.join(SCHEDULES)}")
     for key in ("data.scale", "data.patch_size", "data.batch_size", "optim.steps", "loss.disc_width",
                 "run.log_every", "run.val_every", "run.save_every"):
         need(value(key) >= 1, key, "must be >= 1")
-    for key in ("data.workers", "optim.warmup_steps", "loss.positives", "loss.negatives", "loss.disc_lr",
-                "optim.min_lr", "optim.grad_clip"):
+    for key in ("data.workers", "optim.warmup_steps", "loss.warmup_steps", "loss.grad_ratio",
+                "loss.positives", "loss.negatives", "loss.disc_lr", "optim.min_lr", "optim.grad_clip"):
         need(value(key) >= 0, key, "must be >= 0")
     need(not o.warmup_steps >= o.steps > 0, "optim.warmup_steps",
          f"({o.warmup_steps}) must be fewer than steps ({o.steps}): the learning rate would never reach lr")
@@ -171,6 +179,8 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(all(m >= 0 for m in o.milestones), "optim.milestones", "must be >= 0")
     need(0 <= o.ema < 1, "optim.ema", "must be in [0, 1)")
     need(loss.weight >= 0, "loss.weight", "must be >= 0")
+    need(not (loss.grad_ratio > 0 and loss.no_grad), "loss.grad_ratio",
+         "needs the contrastive gradient: an automatic lambda cannot be set with no_grad")
     need(loss.tau > 0, "loss.tau", "must be > 0")
     from .contrastive.embedding import NUM_BLOCKS
 
@@ -185,7 +195,8 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
 #: ``key -> (section, field)``. Most are the field's own name; these differ.
 _RENAMED = {"data": ("data", "folders"), "loss": ("loss", "kind"), "pcl_weight": ("loss", "weight"),
             "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_positives": ("loss", "positives"),
-            "pcl_negatives": ("loss", "negatives"),
+            "pcl_negatives": ("loss", "negatives"), "pcl_grad_ratio": ("loss", "grad_ratio"),
+            "pcl_warmup_steps": ("loss", "warmup_steps"), "pcl_d_batchnorm": ("loss", "d_batchnorm"),
             "pcl_layers": ("loss", "layers"), "pcl_no_grad": ("loss", "no_grad")}
 FLAT: dict[str, tuple[str, str]] = {
     **{f.name: (s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)

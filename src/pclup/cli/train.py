@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pclup.config import AUTO_GRAD_RATIO
+from pclup.errors import UsageError
 from pclup.training.finetune import FINETUNE_DEFAULTS, FINETUNE_WARMUP
 
 from ._errors import Terminated, fail, handle_errors
@@ -30,8 +32,22 @@ Data = Annotated[list[Path] | None, typer.Option(
     show_default="the recipe's data")]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
 Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
-PclWeight = Annotated[float | None, typer.Option(
-    "--pcl-weight", help="lambda in L1 + lambda * L_CL.", show_default=_d("pcl_weight"))]
+PclWeight = Annotated[str | None, typer.Option(
+    "--pcl-lambda", "--pcl-weight", help="lambda in L1 + lambda * L_CL: a number, or 'auto' (set each step "
+    "so that the contrastive gradient is --pcl-grad-ratio times L1's).", show_default=_d("pcl_weight"))]
+PclGradRatio = Annotated[float | None, typer.Option(
+    "--pcl-grad-ratio", min=0.0, help="The automatic lambda's target: |grad L_CL| / |grad L1| on the SR "
+    "output (implies --pcl-lambda auto).", show_default=f"{AUTO_GRAD_RATIO:g} with --pcl-lambda auto")]
+PclDBatchnorm = Annotated[str | None, typer.Option(
+    "--pcl-d-batchnorm", help="The discriminator step's BatchNorm batches: joint (real and fake together) or "
+    "separate (the released code's; its loss stays at chance).", show_default=_d("pcl_d_batchnorm"))]
+DiscWidth = Annotated[int | None, typer.Option(
+    "--disc-width", min=1, help="Width of the embedding network (the discriminator); cost grows as its "
+    "square.",
+    show_default=_d("disc_width"))]
+PclWarmupSteps = Annotated[int | None, typer.Option(
+    "--pcl-warmup-steps", min=0, help="Steps that train the embedding network alone (SR frozen) before "
+    "the contrastive term reaches the SR network.", show_default=_d("pcl_warmup_steps"))]
 PclNoGrad = Annotated[bool | None, typer.Option(
     "--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.",
     show_default="--pcl-grad")]
@@ -88,6 +104,18 @@ FtWarmup = Annotated[int | None, typer.Option(
 
 def _overrides(**flags: Any) -> dict[str, Any]:
     out = {k: v for k, v in flags.items() if v is not None}
+    weight = out.pop("pcl_weight", None)
+    if weight is not None and weight.strip().lower() == "auto":
+        out.setdefault("pcl_grad_ratio", AUTO_GRAD_RATIO)
+    elif weight is not None:
+        try:
+            out["pcl_weight"] = float(weight)
+        except ValueError:
+            raise UsageError(f"--pcl-lambda must be a number or 'auto', not {weight!r}") from None
+        if "pcl_grad_ratio" in out:
+            raise UsageError("--pcl-grad-ratio sets lambda automatically: give it or a number for "
+                             "--pcl-lambda, not both")
+        out["pcl_grad_ratio"] = 0.0  # a fixed lambda, also over a recipe's automatic one
     if "data" in out:
         out["data"] = tuple(str(p) for p in out["data"])
     if "out" in out:
@@ -107,7 +135,7 @@ def _run(
     from pclup.errors import UsageError
     from pclup.training.checkpoint import checkpoint_step
     from pclup.training.finetune import finetune_config
-    from pclup.training.loop import RunStart, StepInfo, train
+    from pclup.training.loop import RunStart, StepInfo, WarmupInfo, train
 
     if resume is not None and config is None:  # resuming: the run's own settings, flags on top
         for folder in (resume, resume.parent):  # a run folder, or its checkpoint folder
@@ -143,6 +171,17 @@ def _run(
             if start.skipped:
                 say(f"warning: {start.skipped}")
 
+        warmup: list[TaskID] = []
+
+        def on_warmup(info: WarmupInfo) -> None:
+            if not warmup:
+                warmup.append(progress.add_task("embedding warm-up", total=info.steps, info=""))
+            progress.update(warmup[0], completed=info.step, info=f"d {info.d:.4f} (chance {info.chance:.4f})")
+            if info.step == info.steps:
+                progress.remove_task(warmup[0])
+                say(f"embedding warm-up: {info.steps} steps, discriminator loss {info.d:.4f} "
+                    f"(chance {info.chance:.4f})")
+
         def on_step(info: StepInfo) -> None:
             losses = " ".join(f"{k} {v:.4f}" for k, v in info.losses.items())
             rate = f"{1 / info.seconds:.2f} it/s" if info.seconds > 0 else ""
@@ -153,7 +192,8 @@ def _run(
                     f"SSIM {info.validation['ssim']:.4f}")
 
         try:
-            final = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step, on_start=on_start)
+            final = train(cfg, resume=resume, overwrite=overwrite, on_step=on_step, on_start=on_start,
+                          on_warmup=on_warmup)
         except KeyboardInterrupt as e:  # Ctrl+C, or SIGTERM (Terminated): the trainer wrote a checkpoint
             step = checkpoint_step(out)
             if step is None:
@@ -174,6 +214,8 @@ def train_command(
         "--arch", help="Architecture variant (see 'pclup models').", show_default=_d("arch"))] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
+    pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
+    pcl_d_batchnorm: PclDBatchnorm = None, disc_width: DiscWidth = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -183,8 +225,12 @@ def train_command(
     """Train an SR network from scratch with L1 or L1 + PCL."""
     overrides = _overrides(
         data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
-        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives,
-        steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
+        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
+        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, disc_width=disc_width,
+        steps=steps,
+        batch_size=batch_size,
+        patch_size=patch_size, lr=lr,
+        val_set=val_set, data_dir=data_dir,
         out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
         warmup_steps=warmup_steps,
     )
@@ -199,6 +245,8 @@ def finetune_command(
         show_default="the built-in default model of -s: default-x2, -x3, -x4")] = None,
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
+    pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
+    pcl_d_batchnorm: PclDBatchnorm = None, disc_width: DiscWidth = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -209,8 +257,12 @@ def finetune_command(
     steps, a new model folder as output)."""
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
-        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives,
-        steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr, val_set=val_set, data_dir=data_dir,
+        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
+        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, disc_width=disc_width,
+        steps=steps,
+        batch_size=batch_size,
+        patch_size=patch_size, lr=lr,
+        val_set=val_set, data_dir=data_dir,
         out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
         warmup_steps=warmup_steps,
     )

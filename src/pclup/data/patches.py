@@ -528,6 +528,8 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
             image equally likely); see the module docstring.
         augment: draw the flips and transposition (otherwise none are applied; the draws still
             happen, so the crops are the same either way).
+        stream: the name of the random stream (:func:`step_generator`); the embedding network's warm-up
+            draws its batches from ``"warmup"``, so the training batches are the same with or without it.
     """
 
     def __init__(
@@ -543,6 +545,7 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         world_size: int = 1,
         sampling: Literal["area", "uniform"] = "area",
         augment: bool = True,
+        stream: str = "patches",
     ) -> None:
         if scale is not None and scale != images.scale:
             raise UsageError(f"the training images were prepared for x{images.scale}, not x{scale}")
@@ -575,6 +578,7 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         self.local_batch = self.batch_size // self.world_size
         self.sampling = sampling
         self.augment = bool(augment)
+        self.stream = stream
         sizes = torch.tensor([a.shape[:2] for a in images.lr], dtype=torch.int64)
         self._nx = sizes[:, 1] - patch_size + 1
         self._positions = (sizes[:, 0] - patch_size + 1) * self._nx
@@ -591,7 +595,7 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         sample in ``"area"`` mode; an image index then a float64 in ``"uniform"`` mode), then the
         (B, 3) flip bits.
         """
-        g = step_generator(self.seed, step)
+        g = step_generator(self.seed, step, self.stream)
         b = self.batch_size
         if self.sampling == "area":
             k = torch.randint(0, self._total_positions, (b,), generator=g, dtype=torch.int64)

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,9 +175,11 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
 def resume(
     path: str | Path | None, *, model: SRModel, ema: SRModel | None, disc: nn.Module | None,
     g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, scale: int,
+    extra: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[int, float, Path | None]:
     """Load the checkpoint at ``path`` (a run or checkpoint folder) into a run: its networks, optimisers and
-    the global random state. Returns the step, the wall seconds of the run's earlier sessions and the
+    the global random state; ``extra`` receives the trainer state (what :class:`Checkpoints`' ``extra`` added
+    to it). Returns the step, the wall seconds of the run's earlier sessions and the
     checkpoint folder; ``(0, 0.0, None)`` without a ``path`` (a new run).
 
     Raises:
@@ -208,6 +211,8 @@ def resume(
             f"--resume {path}: optimiser state does not fit this run ({e})"
         ) from None
     torch.set_rng_state(ckpt.state["torch_rng"])
+    if extra is not None:
+        extra(ckpt.state)
     return int(ckpt.state["step"]), float(ckpt.state.get("elapsed", 0.0)), checkpoint_folder(path)
 
 
@@ -218,16 +223,18 @@ class Checkpoints:
     Args:
         recipe: the run's configuration as TOML, kept in the trainer state.
         last_good: ``(step, folder)`` of the checkpoint the run resumed, if any.
+        extra: more trainer state to keep (plain values), asked for at each save.
     """
 
     def __init__(
         self, folder: Path, *, model: SRModel, ema: SRModel | None, disc: nn.Module | None,
         g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer | None, recipe: str, enabled: bool,
-        last_good: tuple[int, Path] | None = None,
+        last_good: tuple[int, Path] | None = None, extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.folder, self.model, self.ema, self.disc = folder, model, ema, disc
         self.g_opt, self.d_opt, self.recipe, self.enabled = g_opt, d_opt, recipe, enabled
         self.last_good = last_good
+        self.extra = extra
 
     def save(self, step: int, elapsed: float) -> None:
         """Write the checkpoint of ``step`` (once) after ``elapsed`` wall seconds of the run."""
@@ -241,6 +248,7 @@ class Checkpoints:
             "config_toml": self.recipe,
             "pclup_version": __version__,
             "elapsed": elapsed,
+            **(self.extra() if self.extra else {}),
         }
         try:
             save_checkpoint(self.folder, model=self.model, ema=self.ema, disc=self.disc, state=state)

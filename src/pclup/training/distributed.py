@@ -64,6 +64,17 @@ class Distributed:
         for buffer in module.buffers():
             dist.broadcast(buffer, 0)
 
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over the processes (``value`` itself when alone)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        on = f"cuda:{self.local_rank}" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces on GPUs
+        t = torch.tensor([value], dtype=torch.float64, device=on)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
     def stop(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

@@ -7,7 +7,8 @@ One iteration (docs/method.md, "One training step"):
 3. with PCL (:mod:`pclup.training.pcl`): positives (HR, sharpened HR) and hard negatives (bicubic LR,
    blurred HR) from the frequency sampler; the **discriminator step**: one Adam step of the embedding
    network on the dual contrastive GAN loss; the contrastive term through the embedding network, frozen
-   for this step, so that its gradient reaches the SR network;
+   for this step, so that its gradient reaches the SR network; lambda fixed or set from the measured
+   gradient ratio;
 4. **generator step** on L1 + lambda * L_CL, gradient clipping, EMA;
 5. log, validate (with ``pclup bench``'s evaluator), checkpoint.
 
@@ -18,6 +19,7 @@ Around it: :mod:`.distributed` (several processes), :mod:`.checkpoint` (saving a
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from torch import nn
 from ..config import DataConfig, ModelConfig, TrainConfig, to_toml
 from ..data import PatchBatches, TrainImages, make_loader
 from ..device import pick_precision, to_channels_last
-from ..errors import PclupError, UsageError
+from ..errors import IncompatibleCheckpointError, PclupError, UsageError
 from ..models.registry import SRModel, arch_of, colour_channels, create_model
 from ..weights import save_pretrained
 from .card import write_card
@@ -62,6 +64,16 @@ class RunStart:
 
 
 @dataclass
+class WarmupInfo:
+    """What ``on_warmup`` receives after every step of the embedding network's warm-up."""
+
+    step: int  # warm-up steps done
+    steps: int
+    d: float  # the discriminator loss of this step
+    chance: float  # its value for a network that cannot tell real from fake
+
+
+@dataclass
 class StepInfo:
     """What ``on_step`` receives after every step."""
 
@@ -81,6 +93,7 @@ def train(
     overwrite: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     on_start: Callable[[RunStart], None] | None = None,
+    on_warmup: Callable[[WarmupInfo], None] | None = None,
 ) -> Path:
     """Train (or fine-tune) an SR network; returns the folder of the final model.
 
@@ -117,9 +130,11 @@ def train(
     g_opt = torch.optim.Adam(trained, lr=cfg.optim.lr, betas=(0.9, 0.999))
     nets: dict[str, Any] = {"model": model, "ema": ema, "g_opt": g_opt, "disc": pcl.net if pcl else None,
                             "d_opt": pcl.opt if pcl else None}
-    start, before, resumed = resume_checkpoint(resume, **nets, scale=cfg.data.scale)
+    start, before, resumed = resume_checkpoint(resume, **nets, scale=cfg.data.scale,
+                                               extra=_load_pcl_state(pcl) if pcl else None)
     checkpoints = Checkpoints(out / "checkpoint", **nets, recipe=to_toml(cfg), enabled=dist.main,
-                              last_good=(start, resumed) if resumed else None)
+                              last_good=(start, resumed) if resumed else None,
+                              extra=(lambda: {"pcl": pcl.state()}) if pcl else None)
 
     # --- the data, the processes, the run folder --------------------------------------------------------
     data, batches = training_batches(cfg, dist)
@@ -136,6 +151,8 @@ def train(
     # --- the loop ---------------------------------------------------------------------------------------
     step, clock = start, RunClock(before)
     try:
+        if pcl is not None and start == 0 and pcl.warmup_done < cfg.loss.warmup_steps:
+            _warm_up(cfg, pcl, model, data, dist, device, channels_last, autocast, log, on_warmup)
         for lr_t, hr_t in make_loader(batches, start_step=start, workers=cfg.data.workers):
             timer = StepTimer()
             lr_t, hr_t = lr_t.to(device, non_blocking=True), hr_t.to(device, non_blocking=True)
@@ -150,6 +167,7 @@ def train(
                 sr = train_model(lr_t).float()
             loss = l1 = F.l1_loss(sr, hr_t)
             losses = {"l1": l1.detach()}
+            sr_grad: torch.Tensor | None = None
             if pcl is not None:  # the discriminator steps first; L_CL then sees the embedding net it made
                 timer.lap("sr_forward")
                 pos, neg = pcl.sample(hr_t, lr_t, step)
@@ -158,13 +176,21 @@ def train(
                 timer.lap("disc_step")
                 cl = pcl.contrastive_term(sr, pos, neg, autocast)
                 timer.lap("embedding")
-                loss = l1 + cfg.loss.weight * cl
                 losses.update({"cl": cl.detach(), "d": d_loss.detach()})
+                if not cfg.loss.no_grad and torch.isfinite(l1) and torch.isfinite(cl):
+                    sr_grad, weight, ratio = pcl.sr_gradient(sr, l1, cl)
+                    losses.update({"lambda": torch.tensor(weight), "ratio": torch.tensor(ratio)})
+                else:  # the released behaviour: L_CL is detached, and lambda changes nothing
+                    weight = cfg.loss.weight
+                loss = l1 + weight * cl.detach()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"the loss became {loss.item()} at step {step + 1}; "
                                        f"{checkpoints.kept()} (try a lower --lr or a --grad-clip)")
             g_opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if sr_grad is not None:
+                sr.backward(sr_grad)  # = (l1 + lambda * cl).backward(), from the gradient already measured
+            else:
+                loss.backward()
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             g_opt.step()
@@ -199,6 +225,43 @@ def train(
                     checkpoints.kept)
     dist.stop()
     return final
+
+
+def _warm_up(
+    cfg: TrainConfig, pcl: PCL, model: SRModel, data: TrainImages, dist: Distributed, device: torch.device,
+    channels_last: bool, autocast: Callable[[], Any], log: Any,
+    on_warmup: Callable[[WarmupInfo], None] | None,
+) -> None:
+    """Train the embedding network alone for ``cfg.loss.warmup_steps`` steps (from where an interrupted
+    warm-up stopped): batches and samples of their own random streams, so the training batches and the SR
+    network's initialisation are the same with or without a warm-up."""
+    steps = cfg.loss.warmup_steps
+    batches = PatchBatches(data, batch_size=cfg.data.batch_size, patch_size=cfg.data.patch_size,
+                           scale=cfg.data.scale, seed=cfg.run.seed, steps=steps, rank=dist.rank,
+                           world_size=dist.world, stream="warmup")
+    chance = pcl.chance(batches.local_batch)
+    for lr_t, hr_t in make_loader(batches, start_step=pcl.warmup_done, workers=cfg.data.workers):
+        lr_t, hr_t = lr_t.to(device, non_blocking=True), hr_t.to(device, non_blocking=True)
+        if channels_last:
+            lr_t = lr_t.contiguous(memory_format=torch.channels_last)
+        w = pcl.warmup_done
+        d = float(pcl.warmup_step(model, lr_t, hr_t, w, autocast))
+        if not math.isfinite(d):
+            raise TrainingDiverged(f"the embedding network's loss became {d} at warm-up step {w + 1}")
+        if log and (pcl.warmup_done % cfg.run.log_every == 0 or pcl.warmup_done == steps):
+            log.write({"warmup_step": pcl.warmup_done, "d": d, "d_chance": round(chance, 4)})
+        if on_warmup:
+            on_warmup(WarmupInfo(pcl.warmup_done, steps, d, chance))
+
+
+def _load_pcl_state(pcl: PCL) -> Callable[[dict[str, Any]], None]:
+    def load(state: dict[str, Any]) -> None:
+        saved = state.get("pcl", {})
+        try:
+            pcl.load_state(saved if isinstance(saved, dict) else {})
+        except (TypeError, ValueError):
+            raise IncompatibleCheckpointError("the checkpoint's PCL state is damaged") from None
+    return load
 
 
 def training_batches(cfg: TrainConfig, dist: Distributed) -> tuple[TrainImages, PatchBatches]:
@@ -301,4 +364,4 @@ def _skipped_record(data: Any, step: int) -> dict[str, Any] | None:
             "too_small": data.skipped_small, "skipped_files": [f"{p}: {r}" for p, r in skipped[:10]]}
 
 
-__all__ = ["RunStart", "StepInfo", "TrainingDiverged", "build_model", "ema_decay", "train"]
+__all__ = ["RunStart", "StepInfo", "WarmupInfo", "TrainingDiverged", "build_model", "ema_decay", "train"]

@@ -1,0 +1,136 @@
+"""The PCL study's training runs, resumably, two at a time (docs/results.md, "The study").
+
+    python recipes/pcl_study.py [--runs ../runs/pcl-study] [--workers 2] [--only compact]
+    python recipes/pcl_study.py --list
+
+Every run is ``pclup finetune --config recipes/study-<net>-x4.toml --seed S --out RUNS/<name>`` plus its
+arm's flags, one thread each. A run whose ``model/`` exists is skipped; one with a checkpoint is resumed
+(``--resume``), so the script can be stopped at any moment and started again. Each run's output goes to
+``RUNS/<name>.out``, the queue's progress to ``RUNS/queue.log``.
+
+The HR-only arm (and width 64) takes the automatic-lambda ratio that did better on Set5 validation over
+the seeds finished when it starts (both ratio arms of every compact seed run first); EDSR-S's PCL arm takes
+the ratio and positives of the best compact PCL arm, judged the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RATIOS = ("0.05", "0.2")
+
+
+def arms() -> list[tuple[str, str, int, list[str] | str]]:
+    """``(name, net, seed, flags)`` in the order they run; flags given as a string are chosen later."""
+    jobs: list[tuple[str, str, int, list[str] | str]] = []
+    for seed in (1, 2, 3):
+        jobs.append((f"compact-l1-s{seed}", "compact", seed, ["--loss", "l1"]))
+        for r in RATIOS:
+            jobs.append((f"compact-pcl-r{r}-s{seed}", "compact", seed, ["--pcl-grad-ratio", r]))
+    for seed in (1, 2, 3):
+        jobs.append((f"compact-pcl-hronly-s{seed}", "compact", seed, "hr-only"))
+    for seed in (1, 2, 3):
+        jobs.append((f"compact-nograd-s{seed}", "compact", seed, ["--pcl-no-grad", "--pcl-lambda", "0.01"]))
+    jobs.append(("compact-pcl-width64-s1", "compact", 1, "width64"))
+    for seed in (1, 2):
+        jobs.append((f"edsr-s-l1-s{seed}", "edsr-s", seed, ["--loss", "l1"]))
+        jobs.append((f"edsr-s-pcl-best-s{seed}", "edsr-s", seed, "best"))
+    return jobs
+
+
+def final_val(run: Path) -> float | None:
+    """The last Set5 validation PSNR in a finished run's log."""
+    if not (run / "model" / "model.safetensors").is_file():
+        return None
+    psnr = None
+    for line in (run / "log.jsonl").read_text().splitlines():
+        psnr = json.loads(line).get("val_psnr", psnr)
+    return psnr
+
+
+def best_ratio(runs: Path) -> str:
+    def score(r: str) -> float:
+        vals = [v for s in (1, 2, 3) if (v := final_val(runs / f"compact-pcl-r{r}-s{s}")) is not None]
+        return statistics.mean(vals) if vals else float("-inf")
+    return max(RATIOS, key=score)
+
+
+def choose(flags: str, runs: Path) -> list[str]:
+    r = best_ratio(runs)
+    if flags == "hr-only":
+        return ["--pcl-grad-ratio", r, "--pcl-positives", "0"]
+    if flags == "width64":
+        return ["--pcl-grad-ratio", r, "--disc-width", "64"]
+    # best: the better of the ratio arm and its HR-only variant, by Set5 validation
+    def mean(prefix: str) -> float:
+        vals = [v for s in (1, 2, 3) if (v := final_val(runs / f"{prefix}-s{s}")) is not None]
+        return statistics.mean(vals) if vals else float("-inf")
+    hr_only = mean("compact-pcl-hronly") > mean(f"compact-pcl-r{r}")
+    return ["--pcl-grad-ratio", r] + (["--pcl-positives", "0"] if hr_only else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "pcl-study")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=["compact", "edsr-s"], help="run one network's arms only")
+    parser.add_argument("--list", action="store_true", help="print the runs and their state, run nothing")
+    args = parser.parse_args()
+    runs: Path = args.runs
+    runs.mkdir(parents=True, exist_ok=True)
+    queue = [j for j in arms() if not args.only or j[1] == args.only]
+    if args.list:
+        for name, _, _, _ in queue:
+            run = runs / name
+            state = ("done" if (run / "model" / "model.safetensors").is_file()
+                     else "checkpoint" if (run / "checkpoint").is_dir() else "to run")
+            print(f"{name:32s} {state}")
+        return
+    lock = threading.Lock()
+    log = open(runs / "queue.log", "a", buffering=1)  # noqa: SIM115 - open for the whole run
+
+    def say(line: str) -> None:
+        with lock:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name, net, seed, flags = queue.pop(0)
+            run = runs / name
+            if (run / "model" / "model.safetensors").is_file():
+                continue
+            chosen = flags if isinstance(flags, list) else choose(flags, runs)
+            cmd = [sys.executable, "-m", "pclup", "finetune", "--config", f"recipes/study-{net}-x4.toml",
+                   "--seed", str(seed), "--out", str(run), *chosen]
+            if (run / "checkpoint").is_dir():
+                cmd += ["--resume", str(run)]
+            elif run.exists():
+                cmd += ["--overwrite"]  # a run stopped before its first checkpoint
+            say("start " + " ".join(cmd))
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            with open(runs / f"{name}.out", "a") as out:
+                code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+            say(f"end {name}: exit {code}")
+
+    threads = [threading.Thread(target=worker) for _ in range(args.workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    say("queue empty")
+
+
+if __name__ == "__main__":
+    main()
