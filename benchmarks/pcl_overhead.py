@@ -1,10 +1,14 @@
-"""What PCL costs per training step: step time with --loss pcl divided by step time with --loss l1.
+"""What PCL costs per training step: step time with PCL divided by step time with L1, in one process.
 
-EDSR-S and RCAN at batch 16 with 48-pixel LR patches (x4) on ../shared/data/train, fp32 (this CPU has no
-native bf16), a few steps each after one warm-up step; the trainer's own per-phase timers say where the
-time goes (data, SR forward, sampler, discriminator step, embedding passes, SR backward and step).
+Each network is fine-tuned from its shipped model (compact: default-x4, EDSR-S: edsr-s-pcl-x4) on
+../shared/data/train with the study's settings (x4, batch 16, 32-pixel LR patches, disc width 32, PCL with
+3 + 3 samples, the discriminator step's BatchNorm batch joint), a few steps each after one warm-up step; the
+trainer's per-phase timers say where the time goes. ``--precision`` fp32 (the study's, pinned) and/or auto
+(bf16 where the CPU has it natively). ``--variant`` adds the method-changing arms: HR-only positives, a
+16-wide discriminator. The CPU's flags are recorded with the figures.
 
-Usage: python benchmarks/pcl_overhead.py [--steps 4] [--archs edsr-s rcan] [--json out.json]
+Usage: python benchmarks/pcl_overhead.py [--steps 4] [--archs compact edsr-s] [--precision fp32 auto]
+           [--threads 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,15 +29,32 @@ from pclup.config import config_from_mapping
 from pclup.training.loop import StepInfo, train
 
 ROOT = Path(__file__).resolve().parents[1]
+INIT = {"compact": "default-x4", "edsr-s": "edsr-s-pcl-x4", "rcan": None}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pcl": {},
+    "pcl-hr-only": {"pcl_positives": 0},
+    "pcl-width16": {"disc_width": 16},
+}
 
 
-def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int, disc_width: int) -> dict[str, object]:
+def cpu_flags() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return platform.processor()
+    have = set(flags.split(":", 1)[1].split())
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have) or "none"
+
+
+def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int, precision: str,
+            extra: dict[str, Any]) -> dict[str, object]:
     infos: list[StepInfo] = []
+    init = INIT.get(arch)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config_from_mapping(dict(
-            data=(str(data),), arch=arch, scale=4, patch_size=patch, batch_size=batch, steps=steps + 1,
-            loss=loss, val_set=None, out=tmp, precision="fp32", save_every=10**9, log_every=10**9,
-            disc_width=disc_width, ema=0.0))
+            data=(str(data),), **({"init": init} if init else {"arch": arch}), scale=4, patch_size=patch,
+            batch_size=batch, steps=steps + 1, loss=loss, val_set=None, out=tmp, precision=precision,
+            save_every=10**9, log_every=10**9, ema=0.999, **{"disc_width": 32, "pcl_d_batchnorm": "joint", **extra}))
         train(cfg, on_step=infos.append)
     timed = infos[1:]  # the first step pays for allocations and oneDNN primitive creation
     phases = sorted({k for i in timed for k in i.timings})
@@ -44,23 +67,32 @@ def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--archs", nargs="+", default=["edsr-s", "rcan"])
+    parser.add_argument("--archs", nargs="+", default=["compact", "edsr-s"])
+    parser.add_argument("--precision", nargs="+", default=["fp32", "auto"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patch-size", type=int, default=48)
-    parser.add_argument("--disc-width", type=int, default=64)
+    parser.add_argument("--patch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     data = Path(os.environ.get("PCLUP_DATA", ROOT.parent / "shared" / "data")) / "train"
     rows = []
     for arch in args.archs:
-        l1 = measure(arch, "l1", args.steps, data, args.batch_size, args.patch_size, args.disc_width)
-        pcl = measure(arch, "pcl", args.steps, data, args.batch_size, args.patch_size, args.disc_width)
-        ratio = pcl["step_seconds"] / l1["step_seconds"]  # type: ignore[operator]
-        rows.append({"arch": arch, "l1": l1, "pcl": pcl, "ratio": ratio})
-        print(f"{arch}: L1 {l1['step_seconds']:.2f} s/step, PCL {pcl['step_seconds']:.2f} s/step, ratio {ratio:.2f}", flush=True)
-        print("  PCL phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in pcl["phases"].items()), flush=True)  # type: ignore[union-attr]
+        for precision in args.precision:
+            l1 = measure(arch, "l1", args.steps, data, args.batch_size, args.patch_size, precision, {})
+            for variant in args.variants:
+                pcl = measure(arch, "pcl", args.steps, data, args.batch_size, args.patch_size, precision,
+                              VARIANTS[variant])
+                ratio = pcl["step_seconds"] / l1["step_seconds"]  # type: ignore[operator]
+                rows.append({"arch": arch, "precision": precision, "variant": variant, "l1": l1, "pcl": pcl,
+                             "ratio": ratio})
+                phases = ", ".join(f"{k} {v:.3f}" for k, v in pcl["phases"].items())  # type: ignore[union-attr]
+                print(f"{arch} {precision} {variant}: L1 {l1['step_seconds']:.3f} s/step, PCL "
+                      f"{pcl['step_seconds']:.3f} s/step, ratio {ratio:.2f} ({phases})", flush=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "batch_size": args.batch_size, "patch_size": args.patch_size, "disc_width": args.disc_width}
+            "cpu_flags": cpu_flags(), "batch_size": args.batch_size, "patch_size": args.patch_size}
+    print(json.dumps(meta))
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 

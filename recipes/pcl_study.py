@@ -2,6 +2,8 @@
 
     python recipes/pcl_study.py [--runs ../runs/pcl-study] [--workers 2] [--only compact]
     python recipes/pcl_study.py --list
+    python recipes/pcl_study.py --bench      # bench every finished run: RUNS/<name>.bench.json
+    python recipes/pcl_study.py --report     # pclup compare per network: RUNS/compare-<net>.json, .md
 
 Every run is ``pclup finetune --config recipes/study-<net>-x4.toml --seed S --out RUNS/<name>`` plus its
 arm's flags, one thread each. A run whose ``model/`` exists is skipped; one with a checkpoint is resumed
@@ -38,9 +40,11 @@ def arms() -> list[tuple[str, str, int, list[str] | str]]:
             jobs.append((f"compact-pcl-r{r}-s{seed}", "compact", seed, ["--pcl-grad-ratio", r]))
     for seed in (1, 2, 3):
         jobs.append((f"compact-pcl-hronly-s{seed}", "compact", seed, "hr-only"))
-    for seed in (1, 2, 3):
-        jobs.append((f"compact-nograd-s{seed}", "compact", seed, ["--pcl-no-grad", "--pcl-lambda", "0.01"]))
+    nograd = ["--pcl-no-grad", "--pcl-lambda", "0.01"]
+    jobs.append(("compact-nograd-s1", "compact", 1, nograd))
     jobs.append(("compact-pcl-width64-s1", "compact", 1, "width64"))
+    for seed in (2, 3):
+        jobs.append((f"compact-nograd-s{seed}", "compact", seed, nograd))
     for seed in (1, 2):
         jobs.append((f"edsr-s-l1-s{seed}", "edsr-s", seed, ["--loss", "l1"]))
         jobs.append((f"edsr-s-pcl-best-s{seed}", "edsr-s", seed, "best"))
@@ -78,16 +82,58 @@ def choose(flags: str, runs: Path) -> list[str]:
     return ["--pcl-grad-ratio", r] + (["--pcl-positives", "0"] if hr_only else [])
 
 
+SETS = ("Set5", "Set14", "B100", "Urban100")
+
+
+def bench_runs(runs: Path, jobs: list[tuple[str, str, int, list[str] | str]]) -> None:
+    """``pclup bench`` (fp32, Y channel, MATLAB bicubic LR) of every finished run without its JSON yet."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name, _, _, _ in jobs:
+        run, out = runs / name, runs / f"{name}.bench.json"
+        if out.is_file() or not (run / "model" / "model.safetensors").is_file():
+            continue
+        cmd = [sys.executable, "-m", "pclup", "bench", "-m", str(run / "model"), "-s", "4",
+               *[a for s in SETS for a in ("--set", s)], "--precision", "fp32", "--json", str(out)]
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        print(f"benched {name}", flush=True)
+
+
+def report(runs: Path, jobs: list[tuple[str, str, int, list[str] | str]]) -> None:
+    """One ``pclup compare`` per network: every arm with its benched seeds, the L1 arm the baseline."""
+    for net in ("compact", "edsr-s"):
+        groups: dict[str, list[str]] = {}
+        for name, n, _, _ in jobs:
+            bench = runs / f"{name}.bench.json"
+            if n == net and bench.is_file():
+                groups.setdefault(name.rsplit("-s", 1)[0], []).append(str(bench))
+        if f"{net}-l1" not in groups or len(groups) < 2:
+            continue
+        arms = [a for name, files in groups.items() for a in ("--arm", f"{name}={','.join(files)}")]
+        cmd = [sys.executable, "-m", "pclup", "compare", *arms, "--baseline", f"{net}-l1",
+               "--json", str(runs / f"compare-{net}.json")]
+        table = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        (runs / f"compare-{net}.txt").write_text(table)
+        print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "pcl-study")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", choices=["compact", "edsr-s"], help="run one network's arms only")
     parser.add_argument("--list", action="store_true", help="print the runs and their state, run nothing")
+    parser.add_argument("--bench", action="store_true", help="bench the finished runs, train nothing")
+    parser.add_argument("--report", action="store_true", help="compare the benched runs, train nothing")
     args = parser.parse_args()
     runs: Path = args.runs
     runs.mkdir(parents=True, exist_ok=True)
     queue = [j for j in arms() if not args.only or j[1] == args.only]
+    if args.bench or args.report:
+        if args.bench:
+            bench_runs(runs, queue)
+        if args.report:
+            report(runs, queue)
+        return
     if args.list:
         for name, _, _, _ in queue:
             run = runs / name

@@ -125,8 +125,8 @@ class PCL:
         """One step of the embedding network: real = HR and its sharpened copies, fake = SR and the blurred
         HR. Returns its loss."""
         self.disc.train()
-        with autocast():
-            real, fake = self.disc(torch.cat([hr, *pos[1:]]), torch.cat([sr.detach(), *neg[1:]]))
+        with autocast():  # one copy of the images: real (HR, sharpened HR), then fake (SR, blurred HR)
+            real, fake = self.disc(torch.cat([hr, *pos[1:], sr.detach(), *neg[1:]]), hr.shape[0] * len(pos))
         d_loss = dual_contrastive_d_loss(real.float(), fake.float())
         self.opt.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -172,8 +172,9 @@ class _RealFake(nn.Module):
         super().__init__()
         self.net, self.joint = net, joint
 
-    def forward(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor, n_real: int) -> tuple[Tensor, Tensor]:
+        """Logits of ``images[:n_real]`` (real) and of ``images[n_real:]`` (fake)."""
         if not self.joint:
-            return self.net.logits(real), self.net.logits(fake)
-        logits = self.net.logits(torch.cat((real, fake)))
-        return logits[: real.shape[0]], logits[real.shape[0]:]
+            return self.net.logits(images[:n_real]), self.net.logits(images[n_real:])
+        logits = self.net.logits(images)
+        return logits[:n_real], logits[n_real:]
