@@ -34,6 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pcl": {},
     "pcl-hr-only": {"pcl_positives": 0},
     "pcl-width16": {"disc_width": 16},
+    "pcl-separate-bn": {"pcl_d_batchnorm": "separate"},
 }
 
 
@@ -69,7 +70,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--archs", nargs="+", default=["compact", "edsr-s"])
     parser.add_argument("--precision", nargs="+", default=["fp32", "auto"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["pcl", "pcl-hr-only", "pcl-width16"],
+                        choices=list(VARIANTS))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
