@@ -173,3 +173,43 @@ def test_lambda_flag_errors_are_one_line(flags: list[str], message: str, data: P
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_grouped_batchnorm_embeds_each_group_apart_and_keeps_the_statistics() -> None:
+    from pclup.contrastive import EmbeddingNet, contrastive_term
+
+    torch.manual_seed(0)
+    net = EmbeddingNet(width=4)
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(6, 3, 32, 32))  # running statistics away from 0 and 1
+    before = [b.clone() for b in net.buffers()]
+    sr = torch.rand(2, 3, 32, 32, requires_grad=True)
+    pos, neg = torch.rand(2, 2, 3, 32, 32), torch.rand(3, 2, 3, 32, 32)
+    grouped = contrastive_term(net, sr, pos, neg, layers=(2,), grouped=True)
+    running = contrastive_term(net, sr, pos, neg, layers=(2,))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers(), strict=True))
+    assert net.training  # the mode is restored
+    assert not torch.allclose(grouped, running)
+    # the same by hand: a copy of the network in training mode, one call per group
+    import copy
+
+    from pclup.contrastive import infonce_loss
+
+    twin = copy.deepcopy(net).train()
+    by_hand = infonce_loss(twin.features(sr, (2,))[0], torch.stack([twin.features(g, (2,))[0] for g in pos]),
+                           torch.stack([twin.features(g, (2,))[0] for g in neg]))
+    assert torch.allclose(grouped, by_hand)
+    grouped.backward()
+    assert sr.grad is not None and torch.isfinite(sr.grad).all()
+
+
+def test_grouped_batchnorm_flag(data: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(data), "--arch", "compact", "-s", "2", "--steps", "1", "--batch-size", "2",
+        "--patch-size", "8", "--val-set", "none", "--out", str(tmp_path / "run"), "--disc-width", "8",
+        "--pcl-cl-batchnorm", "grouped"])
+    assert result.exit_code == 0, result.output
+    assert 'cl_batchnorm = "grouped"' in (tmp_path / "run" / "config.toml").read_text()
+    with pytest.raises(UsageError, match="cl_batchnorm"):
+        _cfg(data, tmp_path / "x", pcl_cl_batchnorm="batch")

@@ -5,7 +5,7 @@ A recipe is a TOML file with one table per section (:func:`to_toml` writes every
     [data]    folders, scale, patch_size, batch_size, workers, val_set, data_dir
     [model]   arch, arch_args (a [model.arch_args] table), init
     [loss]    kind, weight, grad_ratio, warmup_steps, form, tau, positives, negatives, layers, no_grad,
-              disc_width, disc_lr, d_batchnorm
+              disc_width, disc_lr, d_batchnorm, cl_batchnorm
     [optim]   steps, lr, schedule, warmup_steps, milestones, gamma, min_lr, grad_clip, ema
     [run]     seed, device, precision, channels_last, out, log_every, val_every, save_every
 
@@ -40,6 +40,7 @@ else:  # pragma: no cover - Python 3.10
 LOSSES = ("l1", "pcl")
 PCL_FORMS = ("infonce", "cosine")
 D_BATCHNORM = ("joint", "separate")
+CL_BATCHNORM = ("running", "grouped")
 SCHEDULES = ("cosine", "multistep", "constant")
 AUTO_GRAD_RATIO = 0.1  # the target of ``--pcl-lambda auto`` when no --pcl-grad-ratio is given
 
@@ -83,6 +84,7 @@ class LossConfig:
     disc_width: int = 32  # embedding-net width (SRGAN's is 64; 32 keeps PCL's cost under 2x for EDSR-S)
     disc_lr: float = 0.0  # 0: the SR network's learning rate, as the released code
     d_batchnorm: str = "joint"  # D step: joint (real and fake in one BatchNorm batch) | separate (released)
+    cl_batchnorm: str = "running"  # L_CL: running statistics | grouped (released: batch statistics per group)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(loss.kind in LOSSES, "loss.kind", f"'{loss.kind}' is not one of {', '.join(LOSSES)}")
     need(loss.d_batchnorm in D_BATCHNORM, "loss.d_batchnorm",
          f"'{loss.d_batchnorm}' is not one of {', '.join(D_BATCHNORM)}")
+    need(loss.cl_batchnorm in CL_BATCHNORM, "loss.cl_batchnorm",
+         f"'{loss.cl_batchnorm}' is not one of {', '.join(CL_BATCHNORM)}")
     need(loss.form in PCL_FORMS, "loss.form", f"'{loss.form}' is not one of {', '.join(PCL_FORMS)}")
     need(o.schedule in SCHEDULES, "optim.schedule", f"'{o.schedule}' is not one of {', '.join(SCHEDULES)}")
     for key in ("data.scale", "data.patch_size", "data.batch_size", "optim.steps", "loss.disc_width",
@@ -197,6 +201,7 @@ _RENAMED = {"data": ("data", "folders"), "loss": ("loss", "kind"), "pcl_weight":
             "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_positives": ("loss", "positives"),
             "pcl_negatives": ("loss", "negatives"), "pcl_grad_ratio": ("loss", "grad_ratio"),
             "pcl_warmup_steps": ("loss", "warmup_steps"), "pcl_d_batchnorm": ("loss", "d_batchnorm"),
+            "pcl_cl_batchnorm": ("loss", "cl_batchnorm"),
             "pcl_layers": ("loss", "layers"), "pcl_no_grad": ("loss", "no_grad")}
 FLAT: dict[str, tuple[str, str]] = {
     **{f.name: (s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)

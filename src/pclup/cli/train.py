@@ -41,6 +41,10 @@ PclGradRatio = Annotated[float | None, typer.Option(
 PclDBatchnorm = Annotated[str | None, typer.Option(
     "--pcl-d-batchnorm", help="The discriminator step's BatchNorm batches: joint (real and fake together) or "
     "separate (the released code's; its loss stays at chance).", show_default=_d("pcl_d_batchnorm"))]
+PclClBatchnorm = Annotated[str | None, typer.Option(
+    "--pcl-cl-batchnorm", help="BatchNorm when embedding for the contrastive term: running (statistics) or "
+    "grouped (the released code's: batch statistics per group of images).",
+    show_default=_d("pcl_cl_batchnorm"))]
 DiscWidth = Annotated[int | None, typer.Option(
     "--disc-width", min=1, help="Width of the embedding network (the discriminator); cost grows as its "
     "square.",
@@ -215,7 +219,8 @@ def train_command(
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
-    pcl_d_batchnorm: PclDBatchnorm = None, disc_width: DiscWidth = None,
+    pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
+    disc_width: DiscWidth = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -226,7 +231,8 @@ def train_command(
     overrides = _overrides(
         data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
         pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
-        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, disc_width=disc_width,
+        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, pcl_cl_batchnorm=pcl_cl_batchnorm,
+        disc_width=disc_width,
         steps=steps,
         batch_size=batch_size,
         patch_size=patch_size, lr=lr,
@@ -246,7 +252,8 @@ def finetune_command(
     scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
-    pcl_d_batchnorm: PclDBatchnorm = None, disc_width: DiscWidth = None,
+    pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
+    disc_width: DiscWidth = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -258,7 +265,8 @@ def finetune_command(
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
         pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
-        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, disc_width=disc_width,
+        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, pcl_cl_batchnorm=pcl_cl_batchnorm,
+        disc_width=disc_width,
         steps=steps,
         batch_size=batch_size,
         patch_size=patch_size, lr=lr,

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .embedding import EmbeddingNet
 
@@ -156,6 +156,18 @@ def _no_autocast(device_type: str) -> AbstractContextManager[object]:
     return torch.autocast(device_type, enabled=False)
 
 
+def _swap_statistics(net: nn.Module) -> list[tuple[nn.BatchNorm2d, tuple[Any, Any, Any]]]:
+    """Give every BatchNorm of ``net`` copies of its running statistics; returns the originals."""
+    kept = []
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            stats = (m.running_mean, m.running_var, m.num_batches_tracked)
+            kept.append((m, stats))
+            m.running_mean, m.running_var, m.num_batches_tracked = (
+                None if t is None else t.clone() for t in stats)
+    return kept
+
+
 def contrastive_term(
     embed: EmbeddingNet,
     sr: Tensor,
@@ -166,6 +178,7 @@ def contrastive_term(
     loss: ContrastiveForm | str = "infonce",
     tau: float = 1.0,
     no_grad: bool = False,
+    grouped: bool = False,
 ) -> Tensor:
     """L_CL of one batch: embeds ``sr``, ``pos`` and ``neg`` and compares them (step 4 of docs/method.md).
 
@@ -197,6 +210,9 @@ def contrastive_term(
         tau: InfoNCE temperature (ignored by the cosine forms).
         no_grad: compute without gradient and return a detached loss (the released code's defect, for
             reproduction).
+        grouped: the released code's BatchNorm grouping instead of the running statistics: training mode,
+            the SR batch, each positive and each negative embedded in a call of its own with its own batch
+            statistics (the running statistics are left as they were).
 
     Returns:
         Scalar float32 tensor.
@@ -209,17 +225,26 @@ def contrastive_term(
     layers = tuple(layers)
     was_training = embed.training
     trainable = [p for p in embed.parameters() if p.requires_grad]
-    embed.eval()
+    # grouped: the forwards update copies of the running statistics, put back afterwards (restoring the
+    # values in place would change tensors the backward still needs)
+    kept = _swap_statistics(embed) if grouped else []
+    embed.train(grouped)
     try:
         for p in trainable:
             p.requires_grad_(False)
         with torch.no_grad():
-            ref = embed.features(torch.cat((pos, neg)).flatten(0, 1), layers)
+            if grouped:  # one batch per group: (P + N) calls, concatenated as one forward would return them
+                per_group = [embed.features(g, layers) for g in (*pos, *neg)]
+                ref = [torch.cat([g[i] for g in per_group]) for i in range(len(layers))]
+            else:
+                ref = embed.features(torch.cat((pos, neg)).flatten(0, 1), layers)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not no_grad):
             anchor = embed.features(sr, layers)
     finally:
         for p in trainable:
             p.requires_grad_(True)
+        for module, statistics in kept:
+            module.running_mean, module.running_var, module.num_batches_tracked = statistics
         embed.train(was_training)
 
     anchors = [f.float() for f in anchor]

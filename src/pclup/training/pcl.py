@@ -159,7 +159,7 @@ class PCL:
         cfg = self.cfg
         with autocast():
             return contrastive_term(self.net, sr, pos, neg, layers=cfg.layers, loss=cfg.form, tau=cfg.tau,
-                                    no_grad=cfg.no_grad).float()
+                                    no_grad=cfg.no_grad, grouped=cfg.cl_batchnorm == "grouped").float()
 
 
 class _RealFake(nn.Module):
