@@ -41,7 +41,8 @@ def measure(run: Path, steps: int) -> dict[str, object]:
     _, batches = training_batches(cfg, Distributed())
     at = int(ckpt.state["step"])
     rows = []
-    for step in range(at, min(at + steps, cfg.optim.steps)):
+    first = at if at + steps <= cfg.optim.steps else max(0, cfg.optim.steps - steps)  # batches of the run
+    for step in range(first, first + steps):
         lr_t, hr_t = batches[step]
         sr = model(lr_t)
         l1 = F.l1_loss(sr, hr_t)

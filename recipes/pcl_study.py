@@ -10,7 +10,7 @@ arm's flags, one thread each. A run whose ``model/`` exists is skipped; one with
 (``--resume``), so the script can be stopped at any moment and started again. Each run's output goes to
 ``RUNS/<name>.out``, the queue's progress to ``RUNS/queue.log``.
 
-The HR-only arm (and width 64) takes the automatic-lambda ratio that did better on Set5 validation over
+The HR-only arm (and width 64, and the released BatchNorm grouping for L_CL) takes the automatic-lambda ratio that did better on Set5 validation over
 the seeds finished when it starts (both ratio arms of every compact seed run first); EDSR-S's PCL arm takes
 the ratio and positives of the best compact PCL arm, judged the same way.
 """
@@ -41,6 +41,7 @@ def arms() -> list[tuple[str, str, int, list[str] | str]]:
     for seed in (1, 2, 3):
         jobs.append((f"compact-pcl-hronly-s{seed}", "compact", seed, "hr-only"))
     nograd = ["--pcl-no-grad", "--pcl-lambda", "0.01"]
+    jobs.append(("compact-pcl-grouped-s1", "compact", 1, "grouped"))
     jobs.append(("compact-nograd-s1", "compact", 1, nograd))
     jobs.append(("compact-pcl-width64-s1", "compact", 1, "width64"))
     for seed in (2, 3):
@@ -74,6 +75,8 @@ def choose(flags: str, runs: Path) -> list[str]:
         return ["--pcl-grad-ratio", r, "--pcl-positives", "0"]
     if flags == "width64":
         return ["--pcl-grad-ratio", r, "--disc-width", "64"]
+    if flags == "grouped":
+        return ["--pcl-grad-ratio", r, "--pcl-cl-batchnorm", "grouped"]
     # best: the better of the ratio arm and its HR-only variant, by Set5 validation
     def mean(prefix: str) -> float:
         vals = [v for s in (1, 2, 3) if (v := final_val(runs / f"{prefix}-s{s}")) is not None]
