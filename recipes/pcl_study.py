@@ -4,6 +4,7 @@
     python recipes/pcl_study.py --list
     python recipes/pcl_study.py --bench      # bench every finished run: RUNS/<name>.bench.json
     python recipes/pcl_study.py --report     # pclup compare per network: RUNS/compare-<net>.json, .md
+    python recipes/pcl_study.py --controls   # per run, from its log: ratio, lambda, D loss, wall time
 
 Every run is ``pclup finetune --config recipes/study-<net>-x4.toml --seed S --out RUNS/<name>`` plus its
 arm's flags, one thread each. A run whose ``model/`` exists is skipped; one with a checkpoint is resumed
@@ -138,6 +139,34 @@ def power_table(doc: dict) -> str:  # type: ignore[type-arg]
     return "\n".join(lines) + "\n"
 
 
+def controls(runs: Path, jobs: list[tuple[str, str, int, list[str] | str]]) -> None:
+    """What the controls did in each finished run, read from its log: the measured gradient ratio and
+    lambda (median and range over the logged steps), the discriminator's loss at the end of the warm-up
+    (mean of the last three records) and over the run (median), against chance; the training wall time."""
+    print("| run | ratio: median [min, max] | lambda: median [min, max] | D loss: end of warm-up / run (chance) "
+          "| wall (min) |")
+    print("|---|---|---|---|---|")
+    for name, _, _, _ in jobs:
+        log = runs / name / "log.jsonl"
+        if not (runs / name / "model" / "model.safetensors").is_file():
+            continue
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        steps = [r for r in records if "l1" in r]
+        warm = [r for r in records if "warmup_step" in r]
+        wall = steps[-1].get("elapsed", 0) / 60
+
+        def spread(key: str, fmt: str) -> str:
+            values = [r[key] for r in steps if key in r]
+            if not values:
+                return "-"
+            return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}, {max(values):{fmt}}]"
+        d_run = [r["d"] for r in steps if "d" in r]
+        chance = warm[-1]["d_chance"] if warm else None
+        d = (f"{statistics.mean(r['d'] for r in warm[-3:]):.1f} / {statistics.median(d_run):.1f} ({chance:.2f})"
+             if warm and d_run else "-")
+        print(f"| {name} | {spread('ratio', '.3f')} | {spread('lambda', '.5f')} | {d} | {wall:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=ROOT.parent / "runs" / "pcl-study")
@@ -146,10 +175,14 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the runs and their state, run nothing")
     parser.add_argument("--bench", action="store_true", help="bench the finished runs, train nothing")
     parser.add_argument("--report", action="store_true", help="compare the benched runs, train nothing")
+    parser.add_argument("--controls", action="store_true", help="summarise the finished runs' logs")
     args = parser.parse_args()
     runs: Path = args.runs
     runs.mkdir(parents=True, exist_ok=True)
     queue = [j for j in arms() if not args.only or j[1] == args.only]
+    if args.controls:
+        controls(runs, queue)
+        return
     if args.bench or args.report:
         if args.bench:
             bench_runs(runs, queue)
