@@ -134,9 +134,12 @@ def test_auto_lambda_resumes_exactly(data: Path, tmp_path: Path) -> None:
     assert [i.losses for i in rest] == [i.losses for i in straight[2:]]
 
 
-def test_auto_lambda_needs_the_gradient(data: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="grad_ratio"):
-        _cfg(data, tmp_path / "x", pcl_grad_ratio=0.1, pcl_no_grad=True)
+def test_no_gradient_ignores_the_automatic_lambda(data: Path, tmp_path: Path) -> None:
+    """--pcl-no-grad carries no contrastive gradient, so lambda (fixed or automatic) changes nothing."""
+    a = train(_cfg(data, tmp_path / "a", pcl_no_grad=True, pcl_grad_ratio=0.1))
+    b = train(_cfg(data, tmp_path / "b", loss="l1"))
+    wa, wb = read_state_dict(a / "model.safetensors"), read_state_dict(b / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wb)
     with pytest.raises(UsageError, match="pcl_warmup_steps"):
         _cfg(data, tmp_path / "x", pcl_warmup_steps=-1)
 
@@ -163,7 +166,6 @@ def test_lambda_flags(flags: list[str], expected: str, data: Path, tmp_path: Pat
 @pytest.mark.parametrize(("flags", "message"), [
     (["--pcl-lambda", "lots"], "--pcl-lambda must be a number or 'auto', not 'lots'"),
     (["--pcl-lambda", "0.1", "--pcl-grad-ratio", "0.2"], "not both"),
-    (["--pcl-lambda", "auto", "--pcl-no-grad"], "no_grad"),
     (["--pcl-d-batchnorm", "mixed"], "'mixed' is not one of joint, separate"),
 ])
 def test_lambda_flag_errors_are_one_line(flags: list[str], message: str, data: Path, tmp_path: Path) -> None:

@@ -183,8 +183,6 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(all(m >= 0 for m in o.milestones), "optim.milestones", "must be >= 0")
     need(0 <= o.ema < 1, "optim.ema", "must be in [0, 1)")
     need(loss.weight >= 0, "loss.weight", "must be >= 0")
-    need(not (loss.grad_ratio > 0 and loss.no_grad), "loss.grad_ratio",
-         "needs the contrastive gradient: an automatic lambda cannot be set with no_grad")
     need(loss.tau > 0, "loss.tau", "must be > 0")
     from .contrastive.embedding import NUM_BLOCKS
 

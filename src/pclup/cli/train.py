@@ -32,9 +32,13 @@ Data = Annotated[list[Path] | None, typer.Option(
     show_default="the recipe's data")]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
 Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
+FtLoss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_ft("loss"))]
 PclWeight = Annotated[str | None, typer.Option(
     "--pcl-lambda", "--pcl-weight", help="lambda in L1 + lambda * L_CL: a number, or 'auto' (set each step "
     "so that the contrastive gradient is --pcl-grad-ratio times L1's).", show_default=_d("pcl_weight"))]
+FtPclWeight = Annotated[str | None, typer.Option(
+    "--pcl-lambda", "--pcl-weight", help="lambda in L1 + lambda * L_CL: a number, or 'auto' (set each step "
+    "so that the contrastive gradient is --pcl-grad-ratio times L1's).", show_default="auto")]
 PclGradRatio = Annotated[float | None, typer.Option(
     "--pcl-grad-ratio", min=0.0, help="The automatic lambda's target: |grad L_CL| / |grad L1| on the SR "
     "output (implies --pcl-lambda auto).", show_default=f"{AUTO_GRAD_RATIO:g} with --pcl-lambda auto")]
@@ -52,6 +56,12 @@ DiscWidth = Annotated[int | None, typer.Option(
 PclWarmupSteps = Annotated[int | None, typer.Option(
     "--pcl-warmup-steps", min=0, help="Steps that train the embedding network alone (SR frozen) before "
     "the contrastive term reaches the SR network.", show_default=_d("pcl_warmup_steps"))]
+FtPclWarmupSteps = Annotated[int | None, typer.Option(
+    "--pcl-warmup-steps", min=0, help="Steps that train the embedding network alone (SR frozen) before "
+    "the contrastive term reaches the SR network.", show_default=_ft("pcl_warmup_steps"))]
+FtPclGradRatio = Annotated[float | None, typer.Option(
+    "--pcl-grad-ratio", min=0.0, help="The automatic lambda's target: |grad L_CL| / |grad L1| on the SR "
+    "output (0 with a number for --pcl-lambda).", show_default=_ft("pcl_grad_ratio"))]
 PclNoGrad = Annotated[bool | None, typer.Option(
     "--pcl-no-grad/--pcl-grad", help="Released-code behaviour: L_CL without gradient.",
     show_default="--pcl-grad")]
@@ -249,9 +259,9 @@ def finetune_command(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Model spec to start from (built-in, folder, file, Hub).",
         show_default="the built-in default model of -s: default-x2, -x3, -x4")] = None,
-    scale: Scale = None, loss: Loss = None, pcl_weight: PclWeight = None, pcl_no_grad: PclNoGrad = None,
+    scale: Scale = None, loss: FtLoss = None, pcl_weight: FtPclWeight = None, pcl_no_grad: PclNoGrad = None,
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
-    pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
+    pcl_grad_ratio: FtPclGradRatio = None, pcl_warmup_steps: FtPclWarmupSteps = None,
     pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
     disc_width: DiscWidth = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
@@ -260,8 +270,8 @@ def finetune_command(
     workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: FtWarmup = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fine-tune a model on your own images with PCL (small learning rate, warm-up of at most a tenth of the
-    steps, a new model folder as output)."""
+    """Fine-tune a model on your own images (small learning rate, warm-up of at most a tenth of the steps, a
+    new model folder as output); L1 unless --loss pcl."""
     overrides = _overrides(
         data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
         pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
