@@ -44,12 +44,12 @@ def arms() -> list[tuple[str, str, int, list[str] | str]]:
     nograd = ["--pcl-no-grad", "--pcl-lambda", "0.01"]
     jobs.append(("compact-pcl-grouped-s1", "compact", 1, "grouped"))
     jobs.append(("compact-nograd-s1", "compact", 1, nograd))
-    jobs.append(("compact-pcl-width64-s1", "compact", 1, "width64"))
-    for seed in (2, 3):
-        jobs.append((f"compact-nograd-s{seed}", "compact", seed, nograd))
     for seed in (1, 2):
         jobs.append((f"edsr-s-l1-s{seed}", "edsr-s", seed, ["--loss", "l1"]))
         jobs.append((f"edsr-s-pcl-best-s{seed}", "edsr-s", seed, "best"))
+    jobs.append(("compact-pcl-width64-s1", "compact", 1, "width64"))
+    for seed in (2, 3):
+        jobs.append((f"compact-nograd-s{seed}", "compact", seed, nograd))
     return jobs
 
 
