@@ -116,6 +116,16 @@ FtWarmup = Annotated[int | None, typer.Option(
     show_default=f"a tenth of the steps, at most {FINETUNE_WARMUP}")]
 
 
+def _settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """A command's parameters (its ``locals()``) as training settings, by their flat names (``-m`` sets
+    ``init``); the ones that say how to run (config, resume, overwrite) are left out."""
+    for key in ("config", "resume", "overwrite"):
+        flags.pop(key)
+    if "model" in flags:
+        flags["init"] = flags.pop("model")
+    return _overrides(**flags)
+
+
 def _overrides(**flags: Any) -> dict[str, Any]:
     out = {k: v for k, v in flags.items() if v is not None}
     weight = out.pop("pcl_weight", None)
@@ -238,19 +248,7 @@ def train_command(
     overwrite: Overwrite = False,
 ) -> None:
     """Train an SR network from scratch with L1 or L1 + PCL."""
-    overrides = _overrides(
-        data=data, arch=arch, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
-        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
-        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, pcl_cl_batchnorm=pcl_cl_batchnorm,
-        disc_width=disc_width,
-        steps=steps,
-        batch_size=batch_size,
-        patch_size=patch_size, lr=lr,
-        val_set=val_set, data_dir=data_dir,
-        out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
-        warmup_steps=warmup_steps,
-    )
-    _run("train", overrides, config, resume, overwrite)
+    _run("train", _settings(dict(locals())), config, resume, overwrite)
 
 
 @handle_errors
@@ -272,16 +270,4 @@ def finetune_command(
 ) -> None:
     """Fine-tune a model on your own images (small learning rate, warm-up of at most a tenth of the steps, a
     new model folder as output); L1 unless --loss pcl."""
-    overrides = _overrides(
-        data=data, init=model, scale=scale, loss=loss, pcl_weight=pcl_weight, pcl_no_grad=pcl_no_grad,
-        pcl_positives=pcl_positives, pcl_negatives=pcl_negatives, pcl_grad_ratio=pcl_grad_ratio,
-        pcl_warmup_steps=pcl_warmup_steps, pcl_d_batchnorm=pcl_d_batchnorm, pcl_cl_batchnorm=pcl_cl_batchnorm,
-        disc_width=disc_width,
-        steps=steps,
-        batch_size=batch_size,
-        patch_size=patch_size, lr=lr,
-        val_set=val_set, data_dir=data_dir,
-        out=out, seed=seed, device=device, precision=precision, workers=workers, ema=ema, grad_clip=grad_clip,
-        warmup_steps=warmup_steps,
-    )
-    _run("finetune", overrides, config, resume, overwrite)
+    _run("finetune", _settings(dict(locals())), config, resume, overwrite)
