@@ -155,9 +155,7 @@ def train(
             _warm_up(cfg, pcl, model, data, dist, device, channels_last, autocast, log, on_warmup)
         for lr_t, hr_t in make_loader(batches, start_step=start, workers=cfg.data.workers):
             timer = StepTimer()
-            lr_t, hr_t = lr_t.to(device, non_blocking=True), hr_t.to(device, non_blocking=True)
-            if channels_last:
-                lr_t = lr_t.contiguous(memory_format=torch.channels_last)
+            lr_t, hr_t = _on_device(lr_t, hr_t, device, channels_last)
             rate = lr_at(step, cfg.optim)
             for group in g_opt.param_groups:
                 group["lr"] = rate
@@ -241,9 +239,7 @@ def _warm_up(
                            world_size=dist.world, stream="warmup")
     chance = pcl.chance(batches.local_batch)
     for lr_t, hr_t in make_loader(batches, start_step=pcl.warmup_done, workers=cfg.data.workers):
-        lr_t, hr_t = lr_t.to(device, non_blocking=True), hr_t.to(device, non_blocking=True)
-        if channels_last:
-            lr_t = lr_t.contiguous(memory_format=torch.channels_last)
+        lr_t, hr_t = _on_device(lr_t, hr_t, device, channels_last)
         w = pcl.warmup_done
         d = float(pcl.warmup_step(model, lr_t, hr_t, w, autocast))
         if not math.isfinite(d):
@@ -252,6 +248,14 @@ def _warm_up(
             log.write({"warmup_step": pcl.warmup_done, "d": d, "d_chance": round(chance, 4)})
         if on_warmup:
             on_warmup(WarmupInfo(pcl.warmup_done, steps, d, chance))
+
+
+def _on_device(
+    lr: torch.Tensor, hr: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on the training device, the network's input channels-last when the run is."""
+    lr, hr = lr.to(device, non_blocking=True), hr.to(device, non_blocking=True)
+    return (lr.contiguous(memory_format=torch.channels_last) if channels_last else lr), hr
 
 
 def _load_pcl_state(pcl: PCL) -> Callable[[dict[str, Any]], None]:

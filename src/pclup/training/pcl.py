@@ -142,7 +142,7 @@ class PCL:
         average of ``|grad L_CL| / |grad L1|`` over about the last three steps (this one included), at most
         :attr:`MAX_WEIGHT`; otherwise lambda is the configured weight."""
         g_l1, = torch.autograd.grad(l1, sr, retain_graph=True)
-        g_cl, = torch.autograd.grad(cl, sr, retain_graph=True)
+        g_cl, = torch.autograd.grad(cl, sr)  # frees the embedding's graph; the SR network's is kept
         n_l1 = float(g_l1.norm())
         raw = self.dist.mean(float(g_cl.norm()) / n_l1) if n_l1 > 0 else 0.0
         if self.cfg.grad_ratio > 0:
