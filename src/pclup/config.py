@@ -41,6 +41,7 @@ LOSSES = ("l1", "pcl")
 PCL_FORMS = ("infonce", "cosine")
 D_BATCHNORM = ("joint", "separate")
 CL_BATCHNORM = ("running", "grouped")
+NEGATIVES_FROM = ("auto", "blur", "degraded")
 SCHEDULES = ("cosine", "multistep", "constant")
 AUTO_GRAD_RATIO = 0.1  # the target of ``--pcl-lambda auto`` when no --pcl-grad-ratio is given
 
@@ -50,6 +51,8 @@ class DataConfig:
     """What the network learns from and is validated on."""
 
     folders: tuple[str, ...] = ()  # folders of HR images (recursive)
+    lr_folders: tuple[str, ...] = ()  # paired data: LR images matched to HR by name, one folder per HR folder
+    degradation: str = "bicubic"  # how LR is made from HR: bicubic | realistic | a TOML file of ranges
     scale: int = 4
     patch_size: int = 48  # LR patch side; HR patches are patch_size * scale
     batch_size: int = 16
@@ -85,6 +88,8 @@ class LossConfig:
     disc_lr: float = 0.0  # 0: the SR network's learning rate, as the released code
     d_batchnorm: str = "joint"  # D step: joint (real and fake in one BatchNorm batch) | separate (released)
     cl_batchnorm: str = "running"  # L_CL: running statistics | grouped (released: batch statistics per group)
+    negatives_from: str = "auto"  # blur (blurred HR) | degraded (blurred, noisy, JPEG'd HR) | auto: degraded
+    #                               when the LR comes from a degradation pipeline or paired data
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,17 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
          f"'{loss.d_batchnorm}' is not one of {', '.join(D_BATCHNORM)}")
     need(loss.cl_batchnorm in CL_BATCHNORM, "loss.cl_batchnorm",
          f"'{loss.cl_batchnorm}' is not one of {', '.join(CL_BATCHNORM)}")
+    need(loss.negatives_from in NEGATIVES_FROM, "loss.negatives_from",
+         f"'{loss.negatives_from}' is not one of {', '.join(NEGATIVES_FROM)}")
+    d = cfg.data
+    need(d.degradation in ("bicubic", "realistic") or d.degradation.lower().endswith(".toml"),
+         "data.degradation",
+         f"'{d.degradation}' is not bicubic, realistic or a .toml file")
+    need(not (d.lr_folders and d.degradation != "bicubic"), "data.degradation",
+         f"'{d.degradation}' cannot be used with paired data (the LR images are given)")
+    need(not d.lr_folders or len(d.lr_folders) == len(d.folders), "data.lr_folders",
+         f"gives {len(d.lr_folders)} folder(s) for {len(d.folders)} HR folder(s): "
+         "one LR folder per HR folder")
     need(loss.form in PCL_FORMS, "loss.form", f"'{loss.form}' is not one of {', '.join(PCL_FORMS)}")
     need(o.schedule in SCHEDULES, "optim.schedule", f"'{o.schedule}' is not one of {', '.join(SCHEDULES)}")
     for key in ("data.scale", "data.patch_size", "data.batch_size", "optim.steps", "loss.disc_width",
@@ -195,7 +211,9 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
 
 #: The flat keys of earlier recipes, run folders and model cards, and the command line's flag names:
 #: ``key -> (section, field)``. Most are the field's own name; these differ.
-_RENAMED = {"data": ("data", "folders"), "loss": ("loss", "kind"), "pcl_weight": ("loss", "weight"),
+_RENAMED = {"data": ("data", "folders"), "data_lr": ("data", "lr_folders"),
+            "pcl_negatives_from": ("loss", "negatives_from"), "loss": ("loss", "kind"),
+            "pcl_weight": ("loss", "weight"),
             "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_positives": ("loss", "positives"),
             "pcl_negatives": ("loss", "negatives"), "pcl_grad_ratio": ("loss", "grad_ratio"),
             "pcl_warmup_steps": ("loss", "warmup_steps"), "pcl_d_batchnorm": ("loss", "d_batchnorm"),

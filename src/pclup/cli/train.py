@@ -30,6 +30,16 @@ def _ft(name: str) -> str:
 Data = Annotated[list[Path] | None, typer.Option(
     "--data", help="Folder(s) of HR training images (recursive); repeatable.",
     show_default="the recipe's data")]
+DataLr = Annotated[list[Path] | None, typer.Option(
+    "--data-lr", help="Paired data: folder(s) of LR images matched to --data's by name (one per --data; "
+    "'0001x4.png' pairs with '0001.png').", show_default="none: LR made from HR")]
+Degradation = Annotated[str | None, typer.Option(
+    "--degradation", help="How LR is made from HR: bicubic (clean), realistic (blur, resize, noise and "
+    "JPEG, twice, in Real-ESRGAN's ranges) or a .toml file of ranges.", show_default=_d("degradation"))]
+PclNegativesFrom = Annotated[str | None, typer.Option(
+    "--pcl-negatives-from", help="The generated negatives: blur (blurred HR), degraded (blurred, noisy "
+    "and JPEG-compressed HR) or auto (degraded when the LR is degraded or paired).",
+    show_default=_d("pcl_negatives_from"))]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
 Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
 FtLoss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_ft("loss"))]
@@ -140,8 +150,9 @@ def _overrides(**flags: Any) -> dict[str, Any]:
             raise UsageError("--pcl-grad-ratio sets lambda automatically: give it or a number for "
                              "--pcl-lambda, not both")
         out["pcl_grad_ratio"] = 0.0  # a fixed lambda, also over a recipe's automatic one
-    if "data" in out:
-        out["data"] = tuple(str(p) for p in out["data"])
+    for key in ("data", "data_lr"):
+        if key in out:
+            out[key] = tuple(str(p) for p in out[key])
     if "out" in out:
         out["out"] = str(out["out"])
     if "val_set" in out and out["val_set"].lower() in ("none", "off", ""):
@@ -240,7 +251,8 @@ def train_command(
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
     pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
-    disc_width: DiscWidth = None,
+    disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
+    pcl_negatives_from: PclNegativesFrom = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
@@ -261,7 +273,8 @@ def finetune_command(
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: FtPclGradRatio = None, pcl_warmup_steps: FtPclWarmupSteps = None,
     pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
-    disc_width: DiscWidth = None,
+    disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
+    pcl_negatives_from: PclNegativesFrom = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
     val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,

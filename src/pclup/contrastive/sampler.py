@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.degrade import jpeg
+
 __all__ = [
     "FrequencySampler",
     "gaussian_blur",
@@ -123,6 +125,11 @@ class FrequencySampler:
         blur_sigma: standard-deviation range ``[lo, hi)``, drawn independently for each axis.
         quantize: round the generated samples (sharpened and blurred) to 8-bit levels, as the released
             code. HR and the bicubic-upsampled LR are not quantised, as there.
+        degraded: real-world negatives: each blurred copy of HR also gets Gaussian noise (standard
+            deviation drawn from ``noise_sigma``, in 8-bit levels, per image and copy) and is then JPEG
+            compressed (quality drawn from ``jpeg_quality``, per image and copy, Pillow's encoder). Its
+            draws come after the blur's, so the blurs are the same as without it. With a degradation
+            pipeline the bicubic-upsampled LR (negative #0) is the degraded input itself.
     """
 
     k: int = 3
@@ -132,6 +139,9 @@ class FrequencySampler:
     blur_sizes: tuple[int, ...] = (3, 5, 7, 9, 11)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     quantize: bool = True
+    degraded: bool = False
+    noise_sigma: tuple[float, float] = (1.0, 30.0)
+    jpeg_quality: tuple[float, float] = (30.0, 95.0)
 
     def __post_init__(self) -> None:
         for name in ("k", "positives", "negatives"):
@@ -180,6 +190,13 @@ class FrequencySampler:
             torch.rand(n_neg, 2, generator=generator, device=gdev, dtype=torch.float64) * (s_hi - s_lo)
             + s_lo
         ).tolist()
+        if self.degraded and n_neg:
+            n_lo, n_hi = self.noise_sigma
+            q_lo, q_hi = self.jpeg_quality
+            draw = dict(generator=generator, device=gdev, dtype=torch.float64)
+            levels = torch.rand(n_neg, batch, **draw) * (n_hi - n_lo) + n_lo  # type: ignore[call-overload]
+            qualities = (torch.rand(n_neg, batch, **draw) * (q_hi - q_lo) + q_lo).tolist()  # type: ignore[call-overload]
+            noise = torch.randn((n_neg, *hr.shape), generator=generator, device=gdev)
 
         pos = hr.new_empty(n_pos + 1, *hr.shape)
         neg = hr.new_empty(n_neg + 1, *hr.shape)
@@ -193,6 +210,12 @@ class FrequencySampler:
             for j, ((iy, ix), sigma) in enumerate(zip(size_idx, sigmas, strict=True)):
                 size = (self.blur_sizes[iy], self.blur_sizes[ix])
                 neg[j + 1] = gaussian_blur(src, size, (sigma[0], sigma[1]))
+            if self.degraded and n_neg:
+                scale = (levels / LEVELS).to(device=hr.device, dtype=hr.dtype).view(n_neg, batch, 1, 1, 1)
+                neg[1:].addcmul_(noise.to(device=hr.device, dtype=hr.dtype), scale).clamp_(0, 1)
+                for j in range(n_neg):
+                    for b in range(batch):
+                        neg[j + 1, b] = jpeg(neg[j + 1, b : b + 1].float().cpu(), qualities[j][b])[0].to(neg)
             if self.quantize:
                 # both already lie in [0, 1] (clamped; convex combinations): no clamp pass needed
                 pos[1:].mul_(LEVELS).round_().div_(LEVELS)

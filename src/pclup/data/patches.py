@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from ..errors import ImageReadError, UsageError
 from ..images import Image, image_files, read_image, to_uint8
 from ..imresize import bicubic_downscale_uint8, mod_crop
+from .degrade import Degradation
 
 __all__ = [
     "SAMPLING",
@@ -343,6 +344,96 @@ class TrainImages:
         )
 
     @classmethod
+    def scan_pairs(
+        cls,
+        folders: Sequence[str | os.PathLike[str]],
+        lr_folders: Sequence[str | os.PathLike[str]],
+        scale: int,
+        min_hr_size: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> TrainImages:
+        """Paired data: HR images below ``folders`` and their LR images below ``lr_folders`` (one LR folder
+        per HR folder, in the same order), matched by name.
+
+        A pair has the same path relative to its folder, extension aside; an LR name may also end in
+        ``x<scale>`` (``0001x4.png`` for ``0001.png``, as DIV2K names them). The HR image is cropped at its
+        bottom and right to exactly ``scale`` times the LR size, which it must reach without exceeding it by
+        a whole LR pixel.
+
+        Raises:
+            UsageError: different folder counts; an HR image without an LR image or the reverse (naming the
+                first few); a pair whose sizes do not match at the scale (naming it and both sizes); no
+                usable pair.
+        """
+        t0 = time.perf_counter()
+        if int(scale) != scale or scale < 1:
+            raise UsageError(f"scale must be a positive integer, got {scale!r}")
+        scale = int(scale)
+        roots, lr_roots = [Path(f).expanduser() for f in folders], [Path(f).expanduser() for f in lr_folders]
+        if len(roots) != len(lr_roots):
+            raise UsageError(
+                f"{len(roots)} HR folder(s) but {len(lr_roots)} LR folder(s): give one --data-lr per --data"
+            )
+        for root in (*roots, *lr_roots):
+            if not root.is_dir():
+                what = "is not a folder" if root.exists() else "does not exist"
+                raise UsageError(f"training folder {root} {what}")
+        pairs: list[tuple[Path, Path]] = []
+        for root, lr_root in zip(roots, lr_roots, strict=True):
+            hr_names = {_pair_key(f, root, None): f for f in image_files(root)}
+            lr_names = {_pair_key(f, lr_root, scale): f for f in image_files(lr_root)}
+            lonely_hr = sorted(set(hr_names) - set(lr_names))
+            lonely_lr = sorted(set(lr_names) - set(hr_names))
+            for lonely, have, lack in ((lonely_hr, root, lr_root), (lonely_lr, lr_root, root)):
+                if lonely:
+                    more = f" and {len(lonely) - 3} more" if len(lonely) > 3 else ""
+                    raise UsageError(f"{len(lonely)} image(s) in {have} have no image of the same name in "
+                                     f"{lack}: {', '.join(lonely[:3])}{more}")
+            pairs += [(hr_names[k], lr_names[k]) for k in sorted(hr_names)]
+        hr: list[np.ndarray] = []
+        lr: list[np.ndarray] = []
+        paths: list[Path | None] = []
+        corrupt: list[tuple[Path, str]] = []
+        small: list[tuple[Path, str]] = []
+        stats = ScanStats(found=len(pairs))
+        trim = _libc_trim()
+        for done, (hr_path, lr_path) in enumerate(pairs, 1):
+            try:
+                high = rgb_uint8(read_image(hr_path))
+                low = rgb_uint8(read_image(lr_path))
+            except ImageReadError as exc:
+                bad = lr_path if str(lr_path) in str(exc) else hr_path
+                corrupt.append((bad, _cause(exc, bad)))
+                continue
+            stats.decoded += 1
+            (H, W), (h, w) = high.shape[:2], low.shape[:2]
+            if H // scale != h or W // scale != w:
+                raise UsageError(
+                    f"{hr_path.name} and {lr_path.name} do not match at x{scale}: HR {W}x{H}, LR {w}x{h} "
+                    f"(the HR must be {w * scale}x{h * scale}, up to {scale - 1} px more)"
+                )
+            if min(h, w) * scale < max(min_hr_size, scale):
+                small.append((hr_path, f"{W}x{H} px"))
+                continue
+            hr.append(_planar(np.ascontiguousarray(high[: h * scale, : w * scale])))
+            lr.append(_planar(low))
+            paths.append(hr_path)
+            stats.downscaled += 0
+            if trim is not None:
+                trim()
+            if on_progress is not None:
+                on_progress(done, len(pairs), hr_path)
+        stats.seconds = time.perf_counter() - t0
+        if not hr:
+            where = ", ".join(str(r) for r in roots)
+            raise UsageError(
+                f"no usable training pair in {where}: {len(pairs)} found / {len(small)} too small "
+                f"(HR side < {min_hr_size} px) / {len(corrupt)} unreadable"
+            )
+        return cls(hr, lr, scale, paths=paths, min_hr_size=min_hr_size, small=small, corrupt=corrupt,
+                   folders=roots, stats=stats)
+
+    @classmethod
     def from_arrays(cls, images: Sequence[np.ndarray], scale: int) -> TrainImages:
         """Train images from (H, W, 3) ``uint8`` arrays: mod-cropped, LR computed once."""
         pairs = [_hr_lr(np.asarray(im), scale) for im in images]
@@ -448,6 +539,15 @@ class TrainImages:
             self.lr = [_planar(a) for a in self.lr]
 
 
+def _pair_key(path: Path, root: Path, scale: int | None) -> str:
+    """The name a file is paired by: its path below ``root`` without the extension (and, for an LR file,
+    without a trailing ``x<scale>``)."""
+    key = path.relative_to(root).with_suffix("").as_posix()
+    if scale is not None and key.lower().endswith(f"x{scale}") and len(key) > len(f"x{scale}"):
+        key = key[: -len(f"x{scale}")]
+    return key
+
+
 def _views(buf: Tensor, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     """(H, W, C) planar views, one per shape, packed one after the other in ``buf``."""
     flat, views, offset = buf.numpy(), [], 0
@@ -530,6 +630,12 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
             happen, so the crops are the same either way).
         stream: the name of the random stream (:func:`step_generator`); the embedding network's warm-up
             draws its batches from ``"warmup"``, so the training batches are the same with or without it.
+        degradation: a :class:`~pclup.data.degrade.Degradation`: each sample's LR is made from its HR crop
+            by that pipeline instead of being cut from the bicubic LR. The pipeline runs on a window
+            ``margin`` LR pixels wider on each side than the patch, and the patch is the window's centre,
+            so its blurs see real pixels rather than padding; sample ``i`` of the global batch draws from
+            its own generator, ``(seed, step, "<stream>/degradation/<i>")``.
+        margin: see ``degradation`` (default 4 LR pixels; only used with a degradation).
     """
 
     def __init__(
@@ -546,6 +652,8 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         sampling: Literal["area", "uniform"] = "area",
         augment: bool = True,
         stream: str = "patches",
+        degradation: Degradation | None = None,
+        margin: int = 4,
     ) -> None:
         if scale is not None and scale != images.scale:
             raise UsageError(f"the training images were prepared for x{images.scale}, not x{scale}")
@@ -559,13 +667,17 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
             raise UsageError(f"sampling must be one of {', '.join(SAMPLING)}, not {sampling!r}")
         if len(images) == 0:
             raise UsageError("no training image")
-        too_small = [i for i, a in enumerate(images.lr) if min(a.shape[:2]) < patch_size]
+        if margin < 0:
+            raise UsageError(f"margin must be >= 0, got {margin}")
+        self.margin = int(margin) if degradation is not None else 0
+        crop = patch_size + 2 * self.margin  # the window cut from each image (patch + margin)
+        too_small = [i for i, a in enumerate(images.lr) if min(a.shape[:2]) < crop]
         if too_small:
             i = too_small[0]
             raise UsageError(
-                f"{len(too_small)} training images are smaller than a {patch_size * images.scale} px HR "
-                f"patch (first: {images.paths[i] or f'image {i}'}, HR {images.hr[i].shape[1]}x"
-                f"{images.hr[i].shape[0]}): scan with min_hr_size >= {patch_size * images.scale}"
+                f"{len(too_small)} training images are smaller than a {crop * images.scale} px HR "
+                f"window (first: {images.paths[i] or f'image {i}'}, HR {images.hr[i].shape[1]}x"
+                f"{images.hr[i].shape[0]}): scan with min_hr_size >= {crop * images.scale}"
             )
         self.images = images
         self.scale = images.scale
@@ -579,9 +691,10 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         self.sampling = sampling
         self.augment = bool(augment)
         self.stream = stream
+        self.degradation = degradation
         sizes = torch.tensor([a.shape[:2] for a in images.lr], dtype=torch.int64)
-        self._nx = sizes[:, 1] - patch_size + 1
-        self._positions = (sizes[:, 0] - patch_size + 1) * self._nx
+        self._nx = sizes[:, 1] - crop + 1
+        self._positions = (sizes[:, 0] - crop + 1) * self._nx
         self._ends = torch.cumsum(self._positions, 0)
         self._total_positions = int(self._ends[-1])
 
@@ -624,6 +737,9 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         # worker process the batch is made in shared memory, where it has to go anyway.
         lr_t, hr_t = _batch_tensor(self.local_batch, p), _batch_tensor(self.local_batch, ps)
         lr, hr = lr_t.numpy(), hr_t.numpy()
+        if self.degradation is not None:
+            self._degraded(step, plan, lr, hr)
+            return lr_t, hr_t
         for j, i in enumerate(range(lo, lo + self.local_batch)):
             n, y, x = int(plan.image[i]), int(plan.y[i]), int(plan.x[i])
             flags = bool(plan.hflip[i]), bool(plan.vflip[i]), bool(plan.transpose[i])
@@ -635,6 +751,30 @@ class PatchBatches(Dataset[tuple[Tensor, Tensor]]):
         np.divide(lr, np.float32(255), out=lr)
         np.divide(hr, np.float32(255), out=hr)
         return lr_t, hr_t
+
+
+    def _degraded(self, step: int, plan: BatchPlan, lr: np.ndarray, hr: np.ndarray) -> None:
+        """Fill the batch with HR windows' centres and the centres of their degraded LR."""
+        assert self.degradation is not None
+        p, s, m = self.patch_size, self.scale, self.margin
+        ws = (p + 2 * m) * s
+        lo = self.rank * self.local_batch
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small convolutions: the intra-op pool costs more than it gains
+        try:
+            for j, i in enumerate(range(lo, lo + self.local_batch)):
+                n, y, x = int(plan.image[i]), int(plan.y[i]), int(plan.x[i])
+                flags = bool(plan.hflip[i]), bool(plan.vflip[i]), bool(plan.transpose[i])
+                window = self.images.hr[n][y * s : y * s + ws, x * s : x * s + ws]
+                g = step_generator(self.seed, step, f"{self.stream}/degradation/{i}")
+                chw = torch.from_numpy(np.ascontiguousarray(window.transpose(2, 0, 1)))
+                low = self.degradation.apply(chw, s, g, dtype=torch.float32)[:, m : m + p, m : m + p]
+                lr[j] = augment(low.numpy().transpose(1, 2, 0), *flags).transpose(2, 0, 1)
+                centre = window[m * s : m * s + p * s, m * s : m * s + p * s]
+                hr[j] = augment(centre, *flags).transpose(2, 0, 1)
+        finally:
+            torch.set_num_threads(threads)
+        np.divide(hr, np.float32(255), out=hr)
 
 
 def _batch_tensor(b: int, side: int) -> Tensor:

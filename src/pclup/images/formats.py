@@ -66,13 +66,29 @@ def fits(fmt: str, size: tuple[int, int]) -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Images anywhere below ``folder`` (hidden files and folders skipped), sorted by relative path."""
+    """Images anywhere below ``folder`` (hidden files and folders skipped), sorted by relative path.
+
+    A symbolic link is followed only when its target lies inside ``folder`` too: a link out of the folder
+    (to another user's files, or to a device) is left out.
+    """
+    root = folder.resolve()
+
+    def inside(p: Path) -> bool:
+        if not p.is_symlink():  # (rglob does not descend into linked folders)
+            return True
+        try:
+            p.resolve(strict=True).relative_to(root)
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return True
+
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in IMAGE_SUFFIXES
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and p.is_file()
+        and inside(p)
     )
 
 

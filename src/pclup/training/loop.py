@@ -33,6 +33,7 @@ from torch import nn
 
 from ..config import DataConfig, ModelConfig, TrainConfig, to_toml
 from ..data import PatchBatches, TrainImages, make_loader
+from ..data.degrade import load_degradation
 from ..device import pick_precision, to_channels_last
 from ..errors import IncompatibleCheckpointError, PclupError, UsageError
 from ..models.registry import SRModel, arch_of, colour_channels, create_model
@@ -45,6 +46,9 @@ from .folder import cannot_write, check_run_folder, start_run
 from .pcl import PCL
 from .schedule import lr_at
 from .timer import RunClock, StepTimer
+
+#: LR pixels of real image around each patch that a degradation pipeline runs on (see PatchBatches).
+DEGRADATION_MARGIN = 4
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]  # (hr, lr) validation images
 
@@ -121,7 +125,8 @@ def train(
     dtype = pick_precision(cfg.run.precision, device, arch_of(model), training=True)
     colours = colour_channels(model.config)
     pcl = PCL(cfg.loss, seed=cfg.run.seed, colours=colours, lr=cfg.optim.lr, device=device,
-              channels_last=channels_last) if cfg.loss.kind == "pcl" else None
+              channels_last=channels_last, degraded_negatives=degraded_negatives(cfg)) \
+        if cfg.loss.kind == "pcl" else None
     ema = copy.deepcopy(model).eval().requires_grad_(False).to(device) if cfg.optim.ema > 0 else None
     model.to(device)
     if channels_last:
@@ -236,7 +241,8 @@ def _warm_up(
     steps = cfg.loss.warmup_steps
     batches = PatchBatches(data, batch_size=cfg.data.batch_size, patch_size=cfg.data.patch_size,
                            scale=cfg.data.scale, seed=cfg.run.seed, steps=steps, rank=dist.rank,
-                           world_size=dist.world, stream="warmup")
+                           world_size=dist.world, stream="warmup",
+                           degradation=load_degradation(cfg.data.degradation), margin=DEGRADATION_MARGIN)
     chance = pcl.chance(batches.local_batch)
     for lr_t, hr_t in make_loader(batches, start_step=pcl.warmup_done, workers=cfg.data.workers):
         lr_t, hr_t = _on_device(lr_t, hr_t, device, channels_last)
@@ -268,13 +274,29 @@ def _load_pcl_state(pcl: PCL) -> Callable[[dict[str, Any]], None]:
     return load
 
 
+def degraded_negatives(cfg: TrainConfig) -> bool:
+    """Whether PCL's blurred negatives also get noise and JPEG (``loss.negatives_from``; ``auto``: when the
+    LR images are degraded, by a pipeline or given as paired data)."""
+    kind = cfg.loss.negatives_from
+    if kind == "auto":
+        return cfg.data.degradation != "bicubic" or bool(cfg.data.lr_folders)
+    return kind == "degraded"
+
+
 def training_batches(cfg: TrainConfig, dist: Distributed) -> tuple[TrainImages, PatchBatches]:
     """The training images, decoded into memory, and the batches of this process, step by step."""
-    data = TrainImages.scan([Path(d) for d in cfg.data.folders], cfg.data.scale,
-                            min_hr_size=cfg.data.patch_size * cfg.data.scale)
-    batches = PatchBatches(data, batch_size=cfg.data.batch_size, patch_size=cfg.data.patch_size,
-                           scale=cfg.data.scale, seed=cfg.run.seed, steps=cfg.optim.steps, rank=dist.rank,
-                           world_size=dist.world)
+    d = cfg.data
+    degradation = load_degradation(d.degradation)
+    margin = DEGRADATION_MARGIN if degradation is not None else 0
+    min_hr = (d.patch_size + 2 * margin) * d.scale
+    if d.lr_folders:
+        data = TrainImages.scan_pairs([Path(f) for f in d.folders], [Path(f) for f in d.lr_folders], d.scale,
+                                      min_hr_size=min_hr)
+    else:
+        data = TrainImages.scan([Path(f) for f in d.folders], d.scale, min_hr_size=min_hr)
+    batches = PatchBatches(data, batch_size=d.batch_size, patch_size=d.patch_size, scale=d.scale,
+                           seed=cfg.run.seed, steps=cfg.optim.steps, rank=dist.rank, world_size=dist.world,
+                           degradation=degradation, margin=margin)
     return data, batches
 
 

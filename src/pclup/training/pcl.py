@@ -44,11 +44,13 @@ class PCL:
         colours: the SR network's colour channels.
         lr: the SR network's learning rate, the discriminator's unless ``cfg.disc_lr`` is set.
         channels_last: run the embedding network channels-last (1.2-1.4x faster on CPUs).
+        degraded_negatives: the blurred negatives also get noise and JPEG (see
+            :class:`~pclup.contrastive.FrequencySampler`): real-world negatives.
     """
 
     def __init__(
         self, cfg: LossConfig, *, seed: int, colours: int, lr: float, device: torch.device,
-        channels_last: bool,
+        channels_last: bool, degraded_negatives: bool = False,
     ) -> None:
         self.cfg, self.seed = cfg, seed
         with torch.random.fork_rng(devices=[]):  # the discriminator's init must not shift the SR run's RNG
@@ -58,7 +60,8 @@ class PCL:
         if channels_last and device.type != "mps":
             to_channels_last(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.disc_lr or lr, betas=(0.9, 0.999))
-        self.sampler = FrequencySampler(positives=cfg.positives, negatives=cfg.negatives)
+        self.sampler = FrequencySampler(positives=cfg.positives, negatives=cfg.negatives,
+                                        degraded=degraded_negatives)
         # what the discriminator step runs: both halves in one forward, so that DDP's wrapper (when
         # distributed) sees one forward per backward and averages the gradients over the processes
         self.disc: nn.Module = _RealFake(self.net, joint=cfg.d_batchnorm == "joint")
