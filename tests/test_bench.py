@@ -118,3 +118,89 @@ def test_an_image_too_small_for_ssim_after_the_border_is_one_line(tmp_path: Path
     result = CliRunner().invoke(app, ["bench", "-m", "bicubic", "--set", str(folder), "-s", "4"])
     assert result.exit_code == 2 and "SSIM needs 11x11" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# ---- degraded variants -------------------------------------------------------------------------------
+
+
+def test_set_names_carry_their_variant() -> None:
+    from pclup.bench import split_variant
+
+    assert split_variant("B100-real") == ("B100", "realistic")
+    assert split_variant("Set14-jpeg30") == ("Set14", "jpeg30")
+    assert split_variant("Set14") == ("Set14", None)
+    assert split_variant("my-jpegs") == ("my-jpegs", None)
+    assert split_variant("-real") == ("-real", None)
+
+
+@pytest.mark.parametrize("bad", ["jpeg", "jpeg0", "jpeg96", "jpegx", "noisy", "ranges.yaml"])
+def test_unknown_degradations_are_refused(bad: str) -> None:
+    from pclup.bench import check_degrade
+    from pclup.errors import UsageError
+
+    with pytest.raises(UsageError, match="use realistic, jpegQ"):
+        check_degrade(bad)
+
+
+def test_degraded_lr_is_seeded_by_the_seed_and_the_image_name() -> None:
+    from pclup.bench import degraded_lr
+    from pclup.imresize import bicubic_downscale_uint8
+
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    lr = bicubic_downscale_uint8(hr, 4)
+    a = degraded_lr(hr, lr, 4, "realistic", 0, "baby")
+    assert a.shape == lr.shape and a.dtype == np.uint8
+    assert np.array_equal(a, degraded_lr(hr, lr, 4, "realistic", 0, "baby"))
+    assert not np.array_equal(a, degraded_lr(hr, lr, 4, "realistic", 1, "baby"))
+    assert not np.array_equal(a, degraded_lr(hr, lr, 4, "realistic", 0, "bird"))
+
+
+def test_the_jpeg_variant_is_the_bicubic_lr_through_pillow() -> None:
+    import io
+
+    from pclup.bench import degraded_lr
+    from pclup.imresize import bicubic_downscale_uint8
+
+    rng = np.random.default_rng(1)
+    hr = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    lr = bicubic_downscale_uint8(hr, 4)
+    buf = io.BytesIO()
+    Image.fromarray(lr).save(buf, format="JPEG", quality=30)
+    expected = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    assert np.array_equal(degraded_lr(hr, lr, 4, "jpeg30", 0, "any"), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "variant", "digest"),
+    [("Set5", "realistic", "1324fa2d40680ded"), ("Set5", "jpeg30", "21fd5f84e7810bf7"),
+     ("Set14", "jpeg30", "8aa2446d9abe4e02")],
+)
+def test_pinned_checksums_of_the_degraded_test_sets(name: str, variant: str, digest: str) -> None:
+    """The published figures on degraded sets rest on these LR images: a change to the pipeline (or to
+    Pillow's JPEG encoder) that moves them fails here, so it cannot pass unnoticed."""
+    import hashlib
+
+    from pclup.bench import degraded_lr, load_pair
+    from pclup.datasets import resolve_dataset
+
+    h = hashlib.sha256()
+    for path in resolve_dataset(name, data_dir(name)).files:
+        hr, lr = load_pair(path, 4)
+        h.update(degraded_lr(hr, lr, 4, variant, 0, path.stem).tobytes())
+    assert h.hexdigest()[:16] == digest
+
+
+@pytest.mark.slow
+def test_bench_on_degraded_variants_from_the_command_line(hr_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    run = _bench("-m", "bicubic", "--set", str(hr_folder), "-s", "2", "--degrade", "jpeg30", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert [r["dataset"] for r in rows] == ["hr-jpeg30"]
+    clean = _bench("-m", "bicubic", "--set", str(hr_folder), "-s", "2", "--json", str(tmp_path / "c.json"))
+    assert clean.returncode == 0
+    assert json.loads((tmp_path / "c.json").read_text())["results"][0]["psnr"] > rows[0]["psnr"]
+    bad = _bench("-m", "bicubic", "--set", str(hr_folder), "--degrade", "jpeg0")
+    assert bad.returncode == 2 and "use realistic, jpegQ" in bad.stderr and "Traceback" not in bad.stderr

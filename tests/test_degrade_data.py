@@ -213,6 +213,7 @@ def test_negatives_from_follows_the_data() -> None:
         ({"degradation": "realistic", "data_lr": ("y",)}, "cannot be used with paired data"),
         ({"data_lr": ("y", "z")}, "gives 2 folder(s) for 1 HR folder(s)"),
         ({"pcl_negatives_from": "noise"}, "'noise' is not one of auto, blur, degraded"),
+        ({"val_degrade": "jpeg200"}, "val_degrade 'jpeg200' is not realistic, jpegQ or a .toml file"),
     ],
 )
 def test_bad_degradation_settings_are_refused(settings: dict, words: str) -> None:

@@ -5,6 +5,14 @@ bicubic ``imresize(HR, 1/s)`` rounded to 8 bits; the model's output is rounded t
 are computed on the Y channel (MATLAB's ``rgb2ycbcr``) with ``s`` pixels cropped from every border.
 ``bicubic`` as a model is MATLAB's bicubic upscale of the same LR.
 
+Degraded variants (``--degrade``, or a set named ``B100-real`` / ``Set14-jpeg30``): the LR is made from
+the protocol's bicubic LR or from HR by a fixed, seeded degradation, so the figures can be reproduced:
+
+* ``realistic`` (``-real``): the realistic pipeline of :mod:`pclup.data.degrade` applied to HR, with a
+  generator seeded from ``(seed, image name)`` and float64 arithmetic (the same 8-bit LR on every CPU);
+* ``jpegQ`` (``-jpegQ``): the bicubic LR compressed by Pillow's JPEG encoder at quality Q (a web photo);
+* a ``.toml`` file of pipeline ranges, seeded like ``realistic``.
+
 The library never prints: progress goes through ``on_image``; the CLI renders.
 """
 
@@ -123,6 +131,67 @@ def load_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, bicubic_downscale_uint8(hr, scale)
 
 
+VARIANT_SUFFIXES = {"-real": "realistic"}
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``("B100", "realistic")`` for ``B100-real``, ``("Set14", "jpeg30")`` for ``Set14-jpeg30``; a name
+    without a variant suffix is returned as it is, with None."""
+    lower = name.lower()
+    for suffix, variant in VARIANT_SUFFIXES.items():
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], variant
+    head, sep, tail = name.rpartition("-jpeg")
+    if sep and head and tail.isdigit():
+        return head, f"jpeg{tail}"
+    return name, None
+
+
+def check_degrade(variant: str | None) -> None:
+    """Refuse a degradation name bench cannot apply (before any image is read)."""
+    if variant is None or variant == "realistic" or variant.lower().endswith(".toml"):
+        return
+    quality = variant[4:] if variant.startswith("jpeg") else ""
+    if not (quality.isdigit() and 1 <= int(quality) <= 95):
+        raise UsageError(
+            f"--degrade {variant!r}: use realistic, jpegQ (Q from 1 to 95, e.g. jpeg30) or a .toml file"
+        )
+
+
+def degraded_lr(hr: np.ndarray, lr: np.ndarray, scale: int, variant: str, seed: int, key: str) -> np.ndarray:
+    """The LR of a degraded variant (see the module docstring) for the image named ``key``: (h, w, 3) uint8.
+
+    ``hr`` is the mod-cropped HR and ``lr`` the protocol's bicubic LR of it.
+    """
+    import hashlib
+
+    import torch
+
+    from .data.degrade import jpeg, load_degradation
+
+    check_degrade(variant)
+    if variant.startswith("jpeg"):
+        t = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).unsqueeze(0).double() / 255
+        out = jpeg(t, int(variant[4:]))[0]
+    else:
+        pipeline = load_degradation(variant)
+        assert pipeline is not None
+        digest = hashlib.blake2b(f"{seed}/{key}".encode(), digest_size=8).digest()
+        g = torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+        with torch.inference_mode():
+            out = pipeline.apply(torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))), scale, g)
+    return np.ascontiguousarray(out.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+
+
+def variant_label(variant: str) -> str:
+    """The suffix a variant adds to a set's name in results: ``-real``, ``-jpeg30``, ``-<file stem>``."""
+    if variant == "realistic":
+        return "-real"
+    if variant.startswith("jpeg"):
+        return f"-{variant}"
+    return f"-{Path(variant).stem}"
+
+
 def super_resolve(up: Upscaler | None, lr: np.ndarray, scale: int) -> np.ndarray:
     """``lr`` upscaled by ``up`` (None: MATLAB's bicubic), rounded to 8 bits as the protocol scores it."""
     if up is None:
@@ -175,6 +244,8 @@ def benchmark(
     save_images: Path | None = None,
     compare_crop: int | None = None,
     on_image: Callable[[str, int, int, int], None] | None = None,
+    degrade: str | None = None,
+    seed: int = 0,
 ) -> BenchReport:
     """Evaluate every model on every set at every scale.
 
@@ -189,6 +260,9 @@ def benchmark(
         save_images: Folder for the SR outputs (``<dir>/<set>/x<s>/<model>/<image>.png``).
         compare_crop: Side in HR pixels of the crops kept for :class:`Comparison` (None: none kept).
         on_image: Called with ``(dataset, scale, done, total)`` after each image.
+        degrade: a degraded variant for every set (``realistic``, ``jpegQ`` or a ``.toml`` file; see the
+            module docstring); a set named with a variant suffix (``B100-real``) uses its own.
+        seed: the seed of the realistic degradations.
 
     Returns:
         Averages, per-image figures and, with ``compare_crop``, one comparison per set and scale.
@@ -202,7 +276,13 @@ def benchmark(
     for factor in scales:
         if factor < 1 or int(factor) != factor:
             raise UsageError(f"--scale {factor}: bench scales are integers >= 1")
-    datasets: list[Dataset] = [resolve_dataset(s, data_dir) for s in sets]
+    check_degrade(degrade)
+    datasets: list[tuple[Dataset, str | None]] = []
+    for name in sets:
+        base, variant = split_variant(name)
+        if variant is not None and Path(name).is_dir():  # a folder whose name happens to end like a variant
+            base, variant = name, None
+        datasets.append((resolve_dataset(base, data_dir), variant or degrade))
     results: list[BenchResult] = []
     per_image: list[ImageResult] = []
     comparisons: list[Comparison] = []
@@ -223,11 +303,14 @@ def benchmark(
             upscaler = Upscaler(loaded, device=device, precision=precision, tile=tile, tta=tta)
             device_name = upscaler.torch_device.type
             upscalers[spec] = upscaler
-        for ds in datasets:
+        for ds, variant in datasets:
+            set_name = ds.name + (variant_label(variant) if variant else "")
             totals = {name: [0.0, 0.0, 0.0, 0.0] for name in upscalers}  # psnr, ssim, seconds, megapixels
-            comparison = Comparison(ds.name, scale, "", (0, 0, 0, 0)) if compare_crop else None
+            comparison = Comparison(set_name, scale, "", (0, 0, 0, 0)) if compare_crop else None
             for index, path in enumerate(ds.files):
                 hr, lr = load_pair(path, scale)
+                if variant:
+                    lr = degraded_lr(hr, lr, scale, variant, seed, path.stem)
                 outputs: dict[str, np.ndarray] = {}
                 for name, up in upscalers.items():
                     start = time.perf_counter()
@@ -239,19 +322,19 @@ def benchmark(
                     t[1] += ssim
                     t[2] += seconds
                     t[3] += sr.shape[0] * sr.shape[1] / 1e6
-                    per_image.append(ImageResult(name, ds.name, scale, path.stem, psnr, ssim))
+                    per_image.append(ImageResult(name, set_name, scale, path.stem, psnr, ssim))
                     outputs[name] = sr
                     if save_images is not None:
-                        out = save_images / ds.name / f"x{scale}" / _safe(name) / f"{path.stem}.png"
+                        out = save_images / set_name / f"x{scale}" / _safe(name) / f"{path.stem}.png"
                         out.parent.mkdir(parents=True, exist_ok=True)
                         images.write_image(images.Image(pixels=sr, format="PNG"), out)
                 if comparison is not None and compare_crop:
                     _update_comparison(comparison, path.stem, hr, lr, scale, outputs, per_image, compare_crop)
                 if on_image:
-                    on_image(ds.name, scale, index + 1, len(ds.files))
+                    on_image(set_name, scale, index + 1, len(ds.files))
             n = len(ds.files)
             for name, (p, s, sec, mp) in totals.items():
-                results.append(BenchResult(name, ds.name, scale, p / n, s / n, n, sec, mp))
+                results.append(BenchResult(name, set_name, scale, p / n, s / n, n, sec, mp))
             if comparison is not None and comparison.crops:
                 comparisons.append(comparison)
     return BenchReport(device_name, results, per_image, comparisons)

@@ -58,6 +58,7 @@ class DataConfig:
     batch_size: int = 16
     workers: int = 0  # data-loader processes (0: in the training process)
     val_set: str | None = "Set5"  # named set or folder; None: no validation
+    val_degrade: str | None = None  # validate on a degraded variant: realistic | jpegQ | a TOML file (seed 0)
     data_dir: str | None = None  # searched first for named validation sets, then $PCLUP_DATA etc.
 
 
@@ -179,6 +180,14 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(d.degradation in ("bicubic", "realistic") or d.degradation.lower().endswith(".toml"),
          "data.degradation",
          f"'{d.degradation}' is not bicubic, realistic or a .toml file")
+    if d.val_degrade:
+        from .bench import check_degrade
+
+        try:
+            check_degrade(d.val_degrade)
+        except UsageError:
+            problems.append(("data.val_degrade", f"'{d.val_degrade}' is not realistic, jpegQ or a .toml"
+                                                 " file"))
     need(not (d.lr_folders and d.degradation != "bicubic"), "data.degradation",
          f"'{d.degradation}' cannot be used with paired data (the LR images are given)")
     need(not d.lr_folders or len(d.lr_folders) == len(d.folders), "data.lr_folders",

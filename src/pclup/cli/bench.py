@@ -21,7 +21,8 @@ def bench(
         list[str],
         typer.Option(
             "--set",
-            help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable.",
+            help="Set5, Set14, B100 (BSD100), Urban100, Manga109, or a folder of HR images; repeatable. "
+            "A suffix -real or -jpegQ evaluates a degraded variant (see --degrade).",
         ),
     ] = ["Set5"],  # noqa: B006 - typer needs a literal default
     scales: Annotated[list[int], typer.Option("--scale", "-s", help="Scale(s); repeatable.")] = [4],  # noqa: B006
@@ -55,6 +56,11 @@ def bench(
         ),
     ] = None,
     crop: Annotated[int, typer.Option("--crop", min=16, help="Crop side for --compare, in HR pixels.")] = 96,
+    degrade: Annotated[str | None, typer.Option(
+        "--degrade", help="Evaluate on degraded LR: realistic (blur, noise, JPEG; seeded), jpegQ (the "
+        "bicubic LR as a quality-Q JPEG, e.g. jpeg30) or a .toml file of ranges. A set named B100-real "
+        "or Set14-jpeg30 does the same for that set.", show_default="clean bicubic LR")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the realistic degradations.")] = 0,
 ) -> None:
     """Evaluate models on test sets: PSNR/SSIM on Y (MATLAB protocol), seconds, megapixels per second."""
     from rich.console import Console
@@ -75,6 +81,7 @@ def bench(
         report = benchmark(
             models, sets, scales, data_dir=data_dir, device=device, precision=precision, tile=tile, tta=tta,
             save_images=save_images, compare_crop=crop if compare else None, on_image=on_image,
+            degrade=degrade, seed=seed,
         )
 
     rows = [

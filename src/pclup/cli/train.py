@@ -94,6 +94,12 @@ Lr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_d(
 FtLr = Annotated[float | None, typer.Option("--lr", help=LR_HELP, show_default=_ft("lr"))]
 ValSet = Annotated[str | None, typer.Option(
     "--val-set", help="Validation set name or folder ('none' to skip).", show_default=_d("val_set"))]
+ValEvery = Annotated[int | None, typer.Option(
+    "--val-every", min=1, help="Validate every this many steps (and at the end).",
+    show_default=_d("val_every"))]
+ValDegrade = Annotated[str | None, typer.Option(
+    "--val-degrade", help="Validate on a degraded variant of the set: realistic (seed 0), jpegQ or a .toml "
+    "file, as 'pclup bench --degrade' makes it.", show_default="clean bicubic LR")]
 DataDir = Annotated[str | None, typer.Option(
     "--data-dir", help="Where named validation sets are found.", show_default="$PCLUP_DATA, else the Hub")]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.", show_default=_d("out"))]
@@ -254,7 +260,9 @@ def train_command(
     disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
     pcl_negatives_from: PclNegativesFrom = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
-    val_set: ValSet = None, data_dir: DataDir = None, out: Out = None, resume: Resume = None,
+    val_set: ValSet = None, val_every: ValEvery = None,
+    val_degrade: ValDegrade = None, data_dir: DataDir = None, out: Out = None,
+    resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
     workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: Warmup = None,
     overwrite: Overwrite = False,
@@ -276,7 +284,9 @@ def finetune_command(
     disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
     pcl_negatives_from: PclNegativesFrom = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,
-    val_set: ValSet = None, data_dir: DataDir = None, out: FtOut = None, resume: Resume = None,
+    val_set: ValSet = None, val_every: ValEvery = None,
+    val_degrade: ValDegrade = None, data_dir: DataDir = None, out: FtOut = None,
+    resume: Resume = None,
     seed: Seed = None, device: Device = None, precision: Precision = None, config: Config = None,
     workers: Workers = None, ema: Ema = None, grad_clip: GradClip = None, warmup_steps: FtWarmup = None,
     overwrite: Overwrite = False,

@@ -356,13 +356,20 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def validation_pairs(cfg: DataConfig) -> Pairs:
-    """``(hr, lr)`` of each validation image, as ``pclup bench`` makes them (none without ``val_set``)."""
-    from ..bench import load_pair
+    """``(hr, lr)`` of each validation image, as ``pclup bench`` makes them (none without ``val_set``);
+    with ``val_degrade``, the LR of that degraded variant (seed 0), as ``pclup bench --degrade`` makes it."""
+    from ..bench import degraded_lr, load_pair
     from ..datasets import resolve_dataset
 
     if not cfg.val_set:
         return []
-    return [load_pair(path, cfg.scale) for path in resolve_dataset(cfg.val_set, cfg.data_dir).files]
+    pairs = []
+    for path in resolve_dataset(cfg.val_set, cfg.data_dir).files:
+        hr, lr = load_pair(path, cfg.scale)
+        if cfg.val_degrade:
+            lr = degraded_lr(hr, lr, cfg.scale, cfg.val_degrade, 0, path.stem)
+        pairs.append((hr, lr))
+    return pairs
 
 
 def validate(
