@@ -95,6 +95,10 @@ def test_shipped_recipes_and_model_card_recipes_load() -> None:
     assert recipes and cards
     for path in recipes:
         assert resolve_config(path, {}).data.scale in (2, 3, 4), path
+    from pclup.data.degrade import load_degradation
+
+    for path in sorted((ROOT / "recipes" / "degradations").glob("*.toml")):
+        assert load_degradation(path) is not None, path
     for path in cards:
         recipe = json.loads(path.read_text())["metadata"]["recipe"]
         cfg = config_from_mapping(tomllib.loads(recipe), str(path))
