@@ -22,7 +22,7 @@ ModelOpt = Annotated[
         "-m",
         help="Built-in name, model folder, weights file or Hub repo owner/name[@revision] "
         "(see 'pclup models'). Default: the embedded default model whose scale reaches -s "
-        "(default-x2, -x3, -x4).",
+        "(default-x2, -x3, -x4); 'photo' picks the photo model the same way (photo-x2, -x4).",
         show_default=False,
     ),
 ]

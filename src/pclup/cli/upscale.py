@@ -91,6 +91,14 @@ def upscale(
         bool, typer.Option("--quiet", "-q", help="No progress and no per-file lines; errors only.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on standard output.")] = False,
+    denoise: Annotated[
+        float | None,
+        typer.Option(
+            "--denoise", min=0.0, max=1.0,
+            help="For photos: 0 keeps every detail (the default model), 1 removes noise, blur and JPEG "
+            "blocks (the photo model); values between blend the two.", show_default="off: the model as it is",
+        ),
+    ] = None,
 ) -> None:
     """Upscale images and videos (videos need the extra pclup[video]). Exit 0 when every file succeeded
     (or was skipped), 1 when some failed, 2 on usage errors."""
@@ -106,6 +114,7 @@ def upscale(
     plan = plan_upscale(
         inputs, model=model, scale=scale, output=output, suffix=suffix, ext=ext, tile=tile,
         tile_overlap=tile_overlap, device=device, precision=precision, tta=tta, recursive=recursive,
+        denoise=denoise,
     )
     console = Console(stderr=True, quiet=quiet or as_json)
     console.print(f"[bold]pclup[/] {plan.describe()}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import UsageError
-from ..weights import default_model_name, load_model
+from ..weights import FAMILIES, LoadedModel, blend_models, default_model_name, family_scale, load_model
 from .batch import Job, Unreadable, check_suffix, collect_jobs, default_suffix, plan_outputs
 from .upscale import FileResult, Progress, Upscaler, parse_tile, upscale_file
 from .video import DEFAULT_CRF, check_settings, is_video, upscale_video_file
@@ -118,6 +118,18 @@ def count_statuses(results: Sequence[FileResult]) -> dict[str, int]:
     return {status: sum(r.status == status for r in results) for status in STATUSES}
 
 
+def denoised_model(model: str | None, scale: float | None, denoise: float) -> LoadedModel:
+    """``default-xS`` and ``photo-xS`` blended ``1 - denoise`` to ``denoise`` (see :func:`plan_upscale`)."""
+    if model is not None and model.lower() not in ("default", "photo"):
+        raise UsageError(f"--denoise blends the default and photo models: drop -m {model}, or use -m default "
+                         "or -m photo")
+    if not (math.isfinite(denoise) and 0 <= denoise <= 1):
+        raise UsageError(f"--denoise {denoise:g} must be between 0 (all detail) and 1 (full clean-up)")
+    s = family_scale("photo", scale)
+    clean, photo = load_model(f"default-x{s}"), load_model(f"photo-x{s}")
+    return blend_models(clean, photo, denoise, name=f"photo-x{s} (denoise {denoise:g})")
+
+
 def plan_upscale(
     inputs: Sequence[str | Path],
     *,
@@ -132,6 +144,7 @@ def plan_upscale(
     precision: str = "auto",
     tta: bool = False,
     recursive: bool = False,
+    denoise: float | None = None,
 ) -> UpscaleRun:
     """Check the settings, load the model, and plan every output before any work.
 
@@ -146,6 +159,9 @@ def plan_upscale(
             ``tif`` or ``avif``.
         tile, tile_overlap, device, precision, tta: See :class:`~pclup.inference.upscale.Upscaler`.
         recursive: Descend into sub-folders and mirror them under ``output``.
+        denoise: 0 to 1: the weights of ``default-xS`` (0: all the detail, noise included) and
+            ``photo-xS`` (1: full clean-up of noise, blur and JPEG) blended, at the photo models' scale for
+            ``scale``; only with ``model`` None, ``"default"`` or ``"photo"``.
 
     Raises:
         UsageError: a bad setting, input or output path, or outputs that would collide.
@@ -162,9 +178,12 @@ def plan_upscale(
     tile = parse_tile(tile)
     if suffix is not None:
         check_suffix(suffix)
-    if model is None or model.lower() == "default":
-        model = default_model_name(scale)  # the packaged default whose scale reaches the requested one
-    loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
+    if denoise is not None:
+        loaded = denoised_model(model, scale, denoise)
+    else:
+        if model is None or model.lower() in FAMILIES:  # the packaged model whose scale reaches -s
+            model = default_model_name(scale, (model or "default").lower())
+        loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix
     unreadable: list[Unreadable] = []

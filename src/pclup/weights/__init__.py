@@ -20,11 +20,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .catalogue import Pretrained, default_model_name, list_pretrained
+from .catalogue import FAMILIES, Pretrained, default_model_name, family_scale, list_pretrained
 from .hub import cached_file, hub_file
 
 _LAZY = {
     "LoadedModel": "loader",
+    "blend_models": "loader",
     "load_model": "loader",
     "CONFIG_NAME": "formats",
     "WEIGHTS_NAME": "formats",
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
         read_state_dict,
         save_pretrained,
     )
-    from .loader import LoadedModel, load_model
+    from .loader import LoadedModel, blend_models, load_model
 
 
 def __getattr__(name: str) -> Any:
@@ -74,16 +75,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CONFIG_NAME",
+    "FAMILIES",
     "WEIGHTS_NAME",
     "SPANDREL_SUFFIXES",
     "LoadedModel",
     "Pretrained",
+    "blend_models",
     "cached_file",
     "canonicalize",
     "config_from_dict",
     "config_to_dict",
     "default_model_name",
     "export_spandrel",
+    "family_scale",
     "hub_file",
     "list_pretrained",
     "load_foreign",

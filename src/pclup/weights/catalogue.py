@@ -129,17 +129,25 @@ def find_pretrained(name: str, scale: int | None = None) -> Pretrained | None:
 
 
 DEFAULT_SCALES = (2, 3, 4)
+#: Model families that ``-m NAME`` picks a scale of: name -> the scales shipped.
+FAMILIES: dict[str, tuple[int, ...]] = {"default": DEFAULT_SCALES, "photo": (2, 4)}
 
 
-def default_model_name(scale: float | None) -> str:
-    """The default model for an output scale: the smallest default whose scale reaches it (x4 beyond 4,
-    run in several passes; x4 when no scale is given)."""
+def family_scale(family: str, scale: float | None) -> int:
+    """The scale of ``family``'s model for an output scale: the smallest that reaches it (the largest beyond
+    that, run in several passes; x4 when no scale is given, or the largest)."""
+    scales = FAMILIES[family]
     if scale is None:
-        return "default-x4"
-    for s in DEFAULT_SCALES:
+        return 4 if 4 in scales else scales[-1]
+    for s in scales:
         if math.ceil(scale - 1e-9) <= s:
-            return f"default-x{s}"
-    return f"default-x{DEFAULT_SCALES[-1]}"
+            return s
+    return scales[-1]
+
+
+def default_model_name(scale: float | None, family: str = "default") -> str:
+    """The model of a family (``default``, ``photo``) for an output scale (see :func:`family_scale`)."""
+    return f"{family}-x{family_scale(family, scale)}"
 
 
 def unknown_model(name: str) -> UnknownModelError:

@@ -204,3 +204,32 @@ def _load_hub(repo_id: str, revision: str | None, scale: int | None) -> tuple[SR
         weights = hub_file(repo_id, filename, revision)
         return load_super_image(config, weights, f"hf:{at}"), f"hf:{at}/{filename}", {}
     raise IncompatibleCheckpointError(f"hf:{at}: config.json is neither pclup's nor super-image's")
+
+
+def blend_models(a: LoadedModel, b: LoadedModel, t: float, name: str | None = None) -> LoadedModel:
+    """A network whose weights are ``(1 - t) * a + t * b``: two trainings of one architecture from a shared
+    start (``default-x4`` and ``photo-x4``) blend into a model between them (``upscale --denoise``).
+
+    Raises:
+        IncompatibleCheckpointError: the two are not the same architecture with the same settings and
+            parameter shapes (their weights cannot be mixed).
+    """
+    import copy
+
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"blend weight {t} is outside [0, 1]")
+    if not (a.native and b.native) or type(a.model) is not type(b.model) or a.model.config != b.model.config:
+        raise IncompatibleCheckpointError(
+            f"cannot blend {a.name} and {b.name}: not the same architecture and settings"
+        )
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
+        raise IncompatibleCheckpointError(f"cannot blend {a.name} and {b.name}: their parameters differ")
+    model = copy.deepcopy(a.model)
+    with torch.no_grad():
+        mixed = {k: torch.lerp(v.float(), sb[k].float(), t).to(v.dtype) if v.is_floating_point() else v
+                 for k, v in sa.items()}
+    model.load_state_dict(mixed)
+    model.eval()
+    metadata = {**a.metadata, "blend": f"{1 - t:g} x {a.name} + {t:g} x {b.name}"}
+    return LoadedModel(model, name or f"{a.name}+{b.name}@{t:g}", f"{a.source} + {b.source}", metadata)
