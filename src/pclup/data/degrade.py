@@ -404,14 +404,20 @@ def sinc_kernel(size: int, cutoff: float, dtype: torch.dtype = torch.float64) ->
 
 
 def filter2d(x: Tensor, kernel: Tensor) -> Tensor:
-    """``x`` (``(N, C, H, W)``) convolved with one 2-D ``kernel`` per image, reflect padding (replicate
-    where the image is too small to reflect)."""
+    """``x`` (``(N, C, H, W)``) convolved with one 2-D ``kernel``, reflect padding (replicate where the image
+    is too small to reflect). float64 images are convolved through the FFT (the direct float64 convolution
+    is about 100 times slower on CPUs); the two agree to about 1e-15."""
     k = kernel.to(dtype=x.dtype, device=x.device)
     size = k.shape[-1]
     r = size // 2
     mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
     channels = x.shape[1]
     padded = F.pad(x, (r, r, r, r), mode=mode)
+    if x.dtype == torch.float64:
+        ph, pw = padded.shape[-2:]
+        spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(k, s=(ph, pw))
+        full = torch.fft.irfft2(spectrum, s=(ph, pw))
+        return full[..., 2 * r :, 2 * r :].contiguous()
     return F.conv2d(padded, k.flip(-1, -2).expand(channels, 1, size, size), groups=channels)
 
 
