@@ -35,6 +35,7 @@ FSRCNN = {
 PUBLISHED = {
     "fsrcnn": [("FSRCNN (published PSNR)", {s: {k: (v, None) for k, v in row.items()} for s, row in FSRCNN.items()})],
     # The PCL paper's main table, x4 (Wu, Jiang, Liu, TNNLS 2023; docs/method.md, "References").
+    "none": [],
     "edsr-s": [
         ("paper EDSR-S", {4: {"Set5": (32.09, 0.8938), "Set14": (28.58, 0.7813), "B100": (27.57, 0.7357),
                               "Urban100": (26.04, 0.7849)}}),
@@ -51,6 +52,7 @@ DATA_TERMS = (
 
 
 def bench_rows(doc: dict, scale: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """``(model, set) -> (psnr, ssim)`` of one scale, in the document's order."""
     return {
         (r["model"], r["dataset"]): (r["psnr"], r["ssim"])
         for r in doc["results"]
@@ -111,6 +113,10 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
     others = args.compare_with or [m for m in models if m not in (ours, "bicubic")]  # e.g. the other loss
     published = [(title, table.get(scale, {})) for title, table in PUBLISHED[args.published]]
     published = [(title, row) for title, row in published if row]
+    sets = [ds for m, ds in rows if m == ours and (ds in SETS or "-" in ds)]
+    sets = sorted(dict.fromkeys(sets), key=lambda ds: (ds.split("-")[0] not in SETS, "-" in ds,
+                                                      SETS.index(ds.split("-")[0]) if ds.split("-")[0] in SETS else 0))
+    degraded = any("-" in ds for ds in sets)
     lines = [
         f"# {name}: {args.title}",
         "",
@@ -119,15 +125,15 @@ def card(name: str, folder: Path, args: argparse.Namespace) -> str:
         f"- weights: `model.safetensors` (float32), shipped inside pclup {__version__}",
         f"- use: `pclup upscale photo.png -m {name}`" + (" (or no `-m` at all)" if name.startswith("default") else ""),
         "",
-        "## Bench (PSNR / SSIM on Y, border = scale, MATLAB bicubic LR; `pclup bench`)",
+        "## Bench (PSNR / SSIM on Y, border = scale, MATLAB bicubic LR; `pclup bench`)" if not degraded else
+        "## Bench (PSNR / SSIM on Y, border = scale; `pclup bench`; `-real`: seeded realistic degradation, "
+        "`-jpeg30`: the bicubic LR as a quality-30 JPEG, see docs/bench.md)",
         "",
         f"| set | this model ({_label(ours)}) | " + "".join(f"{_label(m)} | " for m in others) + "bicubic | "
         + "".join(f"{title} | " for title, _ in published),
         "|---" * (3 + len(others) + len(published)) + "|",
     ]
-    for s in SETS:
-        if (ours, s) not in rows:
-            continue
+    for s in sets:
         cells = [_cell(rows[(ours, s)])] + [_cell(rows.get((m, s))) for m in others] + [_cell(rows.get(("bicubic", s)))]
         cells += [_cell(row.get(s)) for _, row in published]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")

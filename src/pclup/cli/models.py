@@ -22,9 +22,12 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    from pclup.models import get_arch, list_variants
-    from pclup.models.params import variant_parameters
+    from pclup.archinfo import VARIANTS, variant_info
     from pclup.weights import cached_file, list_pretrained
+
+    def variant_parameters(variant: str, scale: int) -> int:  # (no torch: the counts are tabulated)
+        info = variant_info(variant)
+        return info.parameters.get(scale, 0) if info else 0
 
     pretrained: list[dict[str, Any]] = [
         {
@@ -47,10 +50,10 @@ def models(
             "architecture": v.arch,
             "scales": list(v.scales),
             "parameters_x4": variant_parameters(v.name, 4),
-            "paper": get_arch(v.arch).paper,
+            "paper": v.paper,
             "description": v.description,
         }
-        for v in list_variants()
+        for v in VARIANTS
     ]
     if as_json:
         typer.echo(json.dumps({"models": pretrained, "architectures": variants}, indent=2))

@@ -19,7 +19,6 @@ Contract of every registered network: ``model(x)`` takes ``(B, C, H, W)`` float 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import typing
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from torch import Tensor, nn
 
+from ..archinfo import close_matches
 from ..errors import UnknownArchitectureError, UsageError
 
 StateDict = dict[str, Tensor]
@@ -216,12 +216,6 @@ def list_archs() -> list[ArchSpec]:
 def list_variants() -> list[Variant]:
     """Every registered variant, in registration order."""
     return list(_VARIANTS.values())
-
-
-def close_matches(name: str, candidates: list[str]) -> str:
-    """``" (did you mean: a, b?)"`` for the candidates close to ``name``, or an empty string."""
-    hits = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
-    return f" (did you mean: {', '.join(hits)}?)" if hits else ""
 
 
 def get_arch(name: str) -> ArchSpec:

@@ -152,7 +152,7 @@ def default_model_name(scale: float | None, family: str = "default") -> str:
 
 def unknown_model(name: str) -> UnknownModelError:
     """The error for a model spec that names nothing, with close matches."""
-    from ..models.registry import close_matches  # not at the top: naming models does not import torch
+    from ..archinfo import close_matches
 
     names = [p.name for p in PRETRAINED] + sorted({p.variant for p in PRETRAINED})
     return UnknownModelError(
