@@ -22,6 +22,41 @@ def test_the_table_repeats_the_registry_exactly() -> None:
         assert info.parameters == {s: variant_parameters(v.name, s) for s in v.scales}, info.name
 
 
+def test_the_architectures_repeat_the_registry_exactly() -> None:
+    import dataclasses
+
+    from pclup.archinfo import ARCHS
+    from pclup.models import list_archs
+
+    names = [a if isinstance(a, str) else a.name for a in list_archs()]
+    assert list(ARCHS) == names
+    for name, info in ARCHS.items():
+        spec = get_arch(name)
+        assert (info.paper, info.supports_fp16, info.supports_bf16) == (
+            spec.paper, spec.supports_fp16, spec.supports_bf16)
+        config = spec.config_cls(scale=4)
+        assert info.defaults == {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}, name
+
+
+def test_info_of_packaged_models_without_torch_matches_loading_them() -> None:
+    import dataclasses
+
+    from pclup.archinfo import packaged_model_info
+    from pclup.models import count_parameters
+    from pclup.weights import list_pretrained, load_model
+
+    packaged = [p for p in list_pretrained() if p.packaged]
+    assert packaged
+    for p in packaged:
+        fast = packaged_model_info(p.folder(), p.name, p.source)
+        loaded = load_model(p.name)
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(loaded.model.config).items()}
+        assert fast == {"name": loaded.name, "source": loaded.source, "architecture": loaded.arch.name,
+                        "scale": loaded.scale, "parameters": count_parameters(loaded.model),
+                        "supports_fp16": loaded.arch.supports_fp16, "supports_bf16": loaded.arch.supports_bf16,
+                        "config": config}, p.name
+
+
 def test_lookup_and_close_matches() -> None:
     assert variant_info("EDSR-S") is not None and variant_info("nope") is None
     assert close_matches("edsr", ["edsr-s", "edsr-l", "rcan"]) == " (did you mean: edsr-s, edsr-l?)"
@@ -29,11 +64,16 @@ def test_lookup_and_close_matches() -> None:
 
 
 @pytest.mark.slow
-def test_pclup_models_does_not_import_torch() -> None:
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "pclup", "models", "--json"],
-                         capture_output=True, text=True)
+@pytest.mark.parametrize(
+    ("args", "shows"),
+    [(["models", "--json"], '"default-x4"'), (["info", "default-x4"], "140,528 parameters"),
+     (["--help"], "upscale")],
+)
+def test_commands_that_need_no_tensor_do_not_import_torch(args: list[str], shows: str) -> None:
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "pclup", *args], capture_output=True,
+                         text=True)
     assert run.returncode == 0, run.stderr
     modules = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
     assert "pclup.cli" in modules
     assert "torch" not in modules
-    assert '"default-x4"' in run.stdout
+    assert shows in run.stdout

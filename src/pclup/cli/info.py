@@ -20,20 +20,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Load a model and show its architecture, scale, parameters and configuration."""
-    from pclup.models import count_parameters
-    from pclup.weights import load_model
-
-    loaded = load_model(model, scale=scale)
-    data: dict[str, Any] = {
-        "name": loaded.name,
-        "source": loaded.source,
-        "architecture": loaded.arch.name,
-        "scale": loaded.scale,
-        "parameters": count_parameters(loaded.model),
-        "supports_fp16": loaded.arch.supports_fp16,
-        "supports_bf16": loaded.arch.supports_bf16,
-        "config": dataclasses.asdict(loaded.model.config),
-    }
+    data = _packaged_info(model, scale)  # a model shipped in the package: from its files, without torch
+    if data is None:
+        data = _loaded_info(model, scale)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -41,6 +30,36 @@ def info(
     typer.echo(f"  source: {data['source']}")
     for key, value in data["config"].items():
         typer.echo(f"  {key}: {value}")
+
+
+def _packaged_info(model: str, scale: int | None) -> dict[str, Any] | None:
+    from pclup.archinfo import packaged_model_info
+    from pclup.weights.catalogue import find_pretrained
+
+    if Path(model).expanduser().exists():
+        return None
+    found = find_pretrained(model, scale)
+    if found is None or not found.packaged or (scale is not None and found.scale != scale):
+        return None
+    return packaged_model_info(found.folder(), found.name, found.source)
+
+
+def _loaded_info(model: str, scale: int | None) -> dict[str, Any]:
+    from pclup.models import count_parameters
+    from pclup.weights import load_model
+
+    loaded = load_model(model, scale=scale)
+    config = dataclasses.asdict(loaded.model.config)
+    return {
+        "name": loaded.name,
+        "source": loaded.source,
+        "architecture": loaded.arch.name,
+        "scale": loaded.scale,
+        "parameters": count_parameters(loaded.model),
+        "supports_fp16": loaded.arch.supports_fp16,
+        "supports_bf16": loaded.arch.supports_bf16,
+        "config": config,
+    }
 
 
 @handle_errors
