@@ -65,15 +65,26 @@ def test_lookup_and_close_matches() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "shows"),
-    [(["models", "--json"], '"default-x4"'), (["info", "default-x4"], "140,528 parameters"),
-     (["--help"], "upscale")],
+    ("args", "code", "shows"),
+    [
+        (["models", "--json"], 0, '"default-x4"'),
+        (["info", "default-x4"], 0, "140,528 parameters"),
+        (["--help"], 0, "upscale"),
+        (["upscale", "no-such-photo.png"], 2, "no-such-photo.png: no such file or folder"),
+        (["upscale", "{here}", "-m", "no-such-model"], 2, "unknown model 'no-such-model'"),
+        (["upscale", "{here}", "-m", "./no-such.pth"], 1, "./no-such.pth: no such file or folder"),
+        (["upscale", "{here}", "--tile", "abc"], 2, "--tile 'abc' must be"),
+        (["upscale", "{here}", "--ext", "gif"], 2, "--ext 'gif' is not one of"),
+        (["upscale", "{here}", "-m", "edsr-s-x4", "--denoise", "0.5"], 2, "--denoise blends the default"),
+    ],
 )
-def test_commands_that_need_no_tensor_do_not_import_torch(args: list[str], shows: str) -> None:
+def test_commands_that_need_no_tensor_do_not_import_torch(args: list[str], code: int, shows: str,
+                                                          tmp_path) -> None:
+    args = [a.replace("{here}", str(tmp_path)) for a in args]
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "pclup", *args], capture_output=True,
-                         text=True)
-    assert run.returncode == 0, run.stderr
+                         text=True, cwd=tmp_path)
+    assert run.returncode == code, run.stderr[-500:]
     modules = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
     assert "pclup.cli" in modules
     assert "torch" not in modules
-    assert shows in run.stdout
+    assert shows in (run.stdout if code == 0 else run.stderr)

@@ -84,6 +84,7 @@ def test_bad_config_values_are_one_line_errors(case: str, tmp_path: Path) -> Non
     with pytest.raises(IncompatibleCheckpointError) as e:
         load_model(str(folder))
     assert "config.json" in _one_line(e) and expected in str(e.value)
+    PILImage.new("RGB", (8, 8)).save(tmp_path / "in.png")  # (a missing input would be refused first)
     for command in (["info", str(folder)], ["upscale", str(tmp_path / "in.png"), "-m", str(folder)]):
         assert expected in _cli_fails(command)
 

@@ -105,12 +105,17 @@ def upscale(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pclup.inference.batch import Job
-    from pclup.inference.run import count_statuses, plan_upscale
-    from pclup.inference.upscale import FileResult
-    from pclup.inference.video import check_settings
+    from pclup.inference.batch import Job, precheck_upscale
+    from pclup.inference.media import check_settings
 
     check_settings(pix_fmt, crf)
+    # what needs no model and no tensor first: a wrong flag, model name or file is answered at once
+    precheck_upscale(inputs, model=model, scale=scale, suffix=suffix, ext=ext, tile=tile, recursive=recursive,
+                     denoise=denoise)
+
+    from pclup.inference.run import count_statuses, plan_upscale
+    from pclup.inference.upscale import FileResult
+
     plan = plan_upscale(
         inputs, model=model, scale=scale, output=output, suffix=suffix, ext=ext, tile=tile,
         tile_overlap=tile_overlap, device=device, precision=precision, tta=tta, recursive=recursive,

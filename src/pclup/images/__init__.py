@@ -22,7 +22,9 @@ when there is one, else Pillow's ``(255 - C) * (255 - K) / 255`` formula).
 
 from __future__ import annotations
 
-from .arrays import from_tensor, prepare_rgb_for_alpha, to_tensor, to_uint8, upscale_alpha
+from typing import TYPE_CHECKING, Any
+
+from .depth import to_uint8
 from .formats import IMAGE_SUFFIXES, OUTPUT_EXTENSIONS, READ_FORMATS, choose_extension, image_files
 from .image import Image
 from .read import read_image
@@ -33,6 +35,23 @@ from .write import write_image
 #: Pillow's own hard limit, 2 × ``PIL.Image.MAX_IMAGE_PIXELS`` (about 179 million pixels by
 #: default), applies as well: raise that one too to go beyond it.
 MAX_IMAGE_PIXELS: int | None = 178_956_970
+
+# The tensor side needs torch, which takes a second or more to import: loaded on first use, so that reading,
+# writing and listing images (and the commands that only check their inputs) do not pay for it.
+_TENSOR_SIDE = ("from_tensor", "prepare_rgb_for_alpha", "to_tensor", "upscale_alpha")
+
+if TYPE_CHECKING:
+    from .arrays import from_tensor, prepare_rgb_for_alpha, to_tensor, upscale_alpha
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TENSOR_SIDE:
+        from . import arrays
+
+        value = getattr(arrays, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pclup.images' has no attribute '{name}'")
 
 __all__ = [
     "IMAGE_SUFFIXES",

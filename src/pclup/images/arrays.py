@@ -17,22 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .depth import max_value, to_uint8
 
-def max_value(dtype: np.dtype[Any] | type) -> float:
-    """The value of full intensity: 255 for ``uint8``, 65535 for ``uint16``, 1 for ``float32``."""
-    dt = np.dtype(dtype)
-    if dt == np.uint8:
-        return 255.0
-    if dt == np.uint16:
-        return 65535.0
-    if dt == np.float32:
-        return 1.0
-    raise ValueError(f"unsupported sample type {dt}: use uint8, uint16 or float32")
-
-
-def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8 as round(x * 255 / 65535), exactly (x / 257 is never halfway)."""
-    return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+__all__ = ["from_tensor", "max_value", "prepare_rgb_for_alpha", "to_tensor", "to_uint8", "upscale_alpha"]
 
 
 def to_tensor(pixels: np.ndarray, *, expand_gray: bool = True) -> torch.Tensor:

@@ -27,7 +27,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, PngImagePlugin, UnidentifiedImageError, features
 
 from ..errors import ImageReadError
-from .arrays import max_value
+from .depth import max_value
 from .exif import orient, read_dpi, read_exif
 from .formats import HEIF_EXTRA, READ_FORMATS
 from .image import Image

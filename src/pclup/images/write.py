@@ -18,7 +18,7 @@ from PIL import features
 
 from .._fs import atomic_write
 from ..errors import ImageWriteError, UsageError
-from .arrays import max_value, to_uint8
+from .depth import max_value, to_uint8
 from .exif import exif_for_write
 from .formats import ALPHA_FORMATS, DEEP_FORMATS, MAX_PIXELS, MAX_SIDE, fits, format_for
 from .image import Image

@@ -29,9 +29,8 @@ from .. import images
 from ..errors import UsageError
 from ..images import IMAGE_SUFFIXES
 from ..images.formats import READ_SUFFIXES, SIDECAR_SUFFIXES
-from .upscale import upscaled_size
-from .video import VIDEO_EXTRA, VIDEO_SUFFIXES, is_video
-from .video import available as video_available
+from .media import VIDEO_EXTRA, VIDEO_SUFFIXES, is_video
+from .media import available as video_available
 
 OUTPUT_STEM = re.compile(r"_x\d+(\.\d+)?$")
 #: Suffixes that name an image file; ``-o`` with one of them names a file, not a folder. Those pclup
@@ -340,3 +339,63 @@ def plan_outputs(jobs: list[Job], *, output: Path | None, suffix: str, ext: str,
             + " (rename the inputs, or use another --suffix or -o)"
         )
     return dsts
+
+
+def upscaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """``(round(h * scale), round(w * scale))``, at least one pixel each."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+#: ``--ext`` values.
+EXTS = ("auto", "png", "jpg", "webp", "tif", "avif")
+# No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
+# beyond it could not be stored even for a 1-pixel input.
+MAX_SCALE = 2**32 - 1
+
+
+def precheck_upscale(
+    inputs: list[str],
+    *,
+    model: str | None,
+    scale: float | None,
+    suffix: str | None,
+    ext: str,
+    tile: int | str,
+    recursive: bool,
+    denoise: float | None = None,
+    unreadable: list[Unreadable] | None = None,
+) -> list[Job]:
+    """Every check of an upscale run that needs no network and no tensor, in the order the run makes them:
+    the flags, the model's name, the inputs. Returns the jobs. Imports nothing heavy, so that a mistyped
+    flag, model or file is answered at once.
+
+    Raises:
+        UsageError, ModelFileError, UnknownModelError: as :func:`~pclup.inference.run.plan_upscale`.
+    """
+    import math
+
+    from ..weights.catalogue import FAMILIES, check_model_spec, default_model_name
+    from .media import parse_tile
+
+    if ext not in EXTS:
+        raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
+    if scale is not None and not (math.isfinite(scale) and scale >= 1):
+        raise UsageError(f"--scale {scale:g} must be a finite number >= 1")
+    if scale is not None and scale > MAX_SCALE:
+        raise UsageError(
+            f"--scale {scale:g} is too large: no image format holds a side of more than {MAX_SCALE} pixels"
+        )
+    parse_tile(tile)
+    if suffix is not None:
+        check_suffix(suffix)
+    if denoise is not None:
+        if model is not None and model.lower() not in ("default", "photo"):
+            raise UsageError(f"--denoise blends the default and photo models: drop -m {model}, or use -m "
+                             "default or -m photo")
+        if not (math.isfinite(denoise) and 0 <= denoise <= 1):
+            raise UsageError(f"--denoise {denoise:g} must be between 0 (all detail) and 1 (full clean-up)")
+    elif model is not None and model.lower() not in FAMILIES:
+        check_model_spec(model, round(scale) if scale and float(scale).is_integer() else None)
+    elif model is not None:
+        check_model_spec(default_model_name(scale, model.lower()))
+    return collect_jobs(inputs, recursive=recursive, suffix=suffix or "", unreadable=unreadable)

@@ -17,14 +17,11 @@ from typing import Any
 from .._version import __version__
 from ..errors import UsageError
 from ..weights import FAMILIES, LoadedModel, blend_models, default_model_name, family_scale, load_model
-from .batch import Job, Unreadable, check_suffix, collect_jobs, default_suffix, plan_outputs
-from .upscale import FileResult, Progress, Upscaler, parse_tile, upscale_file
-from .video import DEFAULT_CRF, check_settings, is_video, upscale_video_file
+from .batch import Job, Unreadable, default_suffix, plan_outputs, precheck_upscale
+from .media import DEFAULT_CRF, check_settings, is_video, parse_tile
+from .upscale import FileResult, Progress, Upscaler, upscale_file
+from .video import upscale_video_file
 
-EXTS = ("auto", "png", "jpg", "webp", "tif", "avif")
-# No image format pclup writes holds a side over 2**32 - 1 pixels (TIFF; PNG: 2**31 - 1), so a scale
-# beyond it could not be stored even for a 1-pixel input.
-MAX_SCALE = 2**32 - 1
 STATUSES = ("ok", "skipped", "failed")
 
 
@@ -167,17 +164,12 @@ def plan_upscale(
         UsageError: a bad setting, input or output path, or outputs that would collide.
         PclupError: the model cannot be loaded.
     """
-    if ext not in EXTS:
-        raise UsageError(f"--ext '{ext}' is not one of {', '.join(EXTS)}")
-    if scale is not None and not (math.isfinite(scale) and scale >= 1):
-        raise UsageError(f"--scale {scale:g} must be a finite number >= 1")
-    if scale is not None and scale > MAX_SCALE:
-        raise UsageError(
-            f"--scale {scale:g} is too large: no image format holds a side of more than {MAX_SCALE} pixels"
-        )
+    unreadable: list[Unreadable] = []
+    jobs = precheck_upscale(  # flags, model name, inputs: before anything is loaded
+        [str(i) for i in inputs], model=model, scale=scale, suffix=suffix, ext=ext, tile=tile,
+        recursive=recursive, denoise=denoise, unreadable=unreadable,
+    )
     tile = parse_tile(tile)
-    if suffix is not None:
-        check_suffix(suffix)
     if denoise is not None:
         loaded = denoised_model(model, scale, denoise)
     else:
@@ -186,8 +178,6 @@ def plan_upscale(
         loaded = load_model(model, scale=round(scale) if scale and float(scale).is_integer() else None)
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix
-    unreadable: list[Unreadable] = []
-    jobs = collect_jobs([str(i) for i in inputs], recursive=recursive, suffix=suffix, unreadable=unreadable)
     outputs = plan_outputs(jobs, output=output, suffix=suffix, ext=ext, scale=out_scale)  # before any work
     upscaler = Upscaler(
         loaded, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap, tta=tta

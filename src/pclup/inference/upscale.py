@@ -42,23 +42,11 @@ from ..errors import (
 )
 from ..models.registry import colour_channels
 from ..weights import LoadedModel
+from .batch import upscaled_size
+from .media import MIN_TILE, parse_tile
 from .tiling import auto_tile, bytes_per_pixel, gib, not_enough_memory, run_tiled
 
 Progress = Callable[[int, int], None]
-MIN_TILE = 16
-
-
-def parse_tile(tile: int | str) -> int | str:
-    """A tile setting: ``"auto"``, 0 (no tiling) or a side of at least ``MIN_TILE`` pixels."""
-    if tile == "auto":
-        return tile
-    try:
-        side = int(tile)
-    except ValueError:
-        raise UsageError(f"--tile '{tile}' must be 'auto', 0 or a number of pixels") from None
-    if side != 0 and side < MIN_TILE:
-        raise UsageError(f"--tile {side} is too small: at least {MIN_TILE} pixels, 0 (no tiling) or 'auto'")
-    return side
 
 
 def _tta_transforms() -> list[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]]:
@@ -243,11 +231,6 @@ class Upscaler:
         if tuple(y.shape[-2:]) != target:
             y = resize(y, target)
         return y
-
-
-def upscaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
-    """``(round(h * scale), round(w * scale))``, at least one pixel each."""
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def _check_host_memory(

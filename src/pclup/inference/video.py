@@ -30,44 +30,17 @@ import numpy as np
 
 from .. import images
 from .._fs import _fsync_folder, _new_file_mode, _publish
-from ..errors import ImageReadError, ImageWriteError, PclupError, UsageError, is_out_of_memory
+from ..errors import ImageReadError, ImageWriteError, PclupError, is_out_of_memory
 from ..models.registry import colour_channels
+from .batch import upscaled_size
+from .media import DEFAULT_CRF, VIDEO_EXTRA, check_settings
 from .tiling import not_enough_memory
-from .upscale import FileResult, Upscaler, upscaled_size
+from .upscale import FileResult, Upscaler
 
-#: Video containers pclup reads and writes (an output keeps its input's container).
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".webm", ".avi")
-#: The extra that upscales videos, as users install it.
-VIDEO_EXTRA = "pip install 'pclup[video]'"
-#: Pixel formats an output video can have (``rgb24``: x264's RGB encoder, no chroma subsampling).
-PIX_FMTS: tuple[str, ...] = ("yuv420p", "yuv422p", "yuv444p", "rgb24")
-DEFAULT_CRF = 18
 MAX_FPS = 1000.0
 _MUXERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi"}
 _STREAM = re.compile(r"^\s*Stream #(\d+:\d+)[^:]*:\s*(Video|Audio|Subtitle|Data|Attachment):", re.MULTILINE)
 FrameProgress = Callable[[int, int], None]
-
-
-def is_video(path: Path) -> bool:
-    """Whether ``path`` is named as a video pclup reads (by its suffix)."""
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-def available() -> bool:
-    """Whether the extra ``pclup[video]`` (imageio-ffmpeg) is installed."""
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def check_settings(pix_fmt: str, crf: int) -> None:
-    """Refuse a ``--pix-fmt`` or ``--crf`` pclup does not encode."""
-    if pix_fmt not in PIX_FMTS:
-        raise UsageError(f"--pix-fmt '{pix_fmt}' is not one of {', '.join(PIX_FMTS)}")
-    if not 0 <= crf <= 51:
-        raise UsageError(f"--crf {crf} must be between 0 (lossless) and 51")
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,32 @@ def default_model_name(scale: float | None, family: str = "default") -> str:
     return f"{family}-x{family_scale(family, scale)}"
 
 
+#: What a weights file's name ends with (``pclup.weights.loader`` reads these; the pickles safely).
+MODEL_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+
+
+def check_model_spec(spec: str, scale: int | None = None) -> None:
+    """Refuse a model spec that names nothing, as :func:`~pclup.weights.load_model` would, without loading
+    anything or importing torch: an existing path, a built-in name or a Hub repo id passes.
+
+    Raises:
+        ModelFileError: a path (a name starting with ``.``, ``/`` or ``~``, or ending in a weights suffix)
+            that does not exist.
+        UnknownModelError: anything else that is neither a built-in name nor a Hub repo id.
+    """
+    from ..errors import ModelFileError
+    from .hub import parse_repo_id
+
+    path = Path(spec).expanduser()
+    if path.exists():
+        return
+    if path.suffix.lower() in MODEL_FILE_SUFFIXES or spec.startswith((".", "/", "~")):
+        raise ModelFileError(f"{spec}: no such file or folder")
+    if find_pretrained(spec, scale) is not None or parse_repo_id(spec) is not None:
+        return
+    raise unknown_model(spec)
+
+
 def unknown_model(name: str) -> UnknownModelError:
     """The error for a model spec that names nothing, with close matches."""
     from ..archinfo import close_matches
