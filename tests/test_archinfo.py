@@ -76,6 +76,13 @@ def test_lookup_and_close_matches() -> None:
         (["upscale", "{here}", "--tile", "abc"], 2, "--tile 'abc' must be"),
         (["upscale", "{here}", "--ext", "gif"], 2, "--ext 'gif' is not one of"),
         (["upscale", "{here}", "-m", "edsr-s-x4", "--denoise", "0.5"], 2, "--denoise blends the default"),
+        (["info", "no-such-model"], 2, "unknown model 'no-such-model'"),
+        (["bench", "-m", "bicubic", "--set", "Set6"], 2, "unknown test set 'Set6'"),
+        (["bench", "-m", "bicubic", "--set", "{here}", "--degrade", "jpeg0"], 2, "--degrade 'jpeg0'"),
+        (["bench", "-m", "no-such-model", "--set", "{here}"], 2, "unknown model 'no-such-model'"),
+        (["finetune", "--data", "{here}/none"], 2, "none does not exist"),
+        (["finetune", "--data", "{here}", "-m", "no-such-model"], 2, "unknown model 'no-such-model'"),
+        (["train", "--data", "{here}", "--degradation", "none.toml"], 2, "degradation file none.toml: no such"),
     ],
 )
 def test_commands_that_need_no_tensor_do_not_import_torch(args: list[str], code: int, shows: str,

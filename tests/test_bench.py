@@ -124,7 +124,7 @@ def test_an_image_too_small_for_ssim_after_the_border_is_one_line(tmp_path: Path
 
 
 def test_set_names_carry_their_variant() -> None:
-    from pclup.bench import split_variant
+    from pclup.datasets import split_variant
 
     assert split_variant("B100-real") == ("B100", "realistic")
     assert split_variant("Set14-jpeg30") == ("Set14", "jpeg30")
@@ -135,7 +135,7 @@ def test_set_names_carry_their_variant() -> None:
 
 @pytest.mark.parametrize("bad", ["jpeg", "jpeg0", "jpeg96", "jpegx", "noisy", "ranges.yaml"])
 def test_unknown_degradations_are_refused(bad: str) -> None:
-    from pclup.bench import check_degrade
+    from pclup.datasets import check_degrade
     from pclup.errors import UsageError
 
     with pytest.raises(UsageError, match="use realistic, jpegQ"):

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import images
 from ._version import __version__
-from .datasets import Dataset, resolve_dataset
+from .datasets import Dataset, check_degrade, precheck_bench, variant_label
 from .errors import UsageError
 from .imresize import bicubic_downscale_uint8, bicubic_upscale_uint8, mod_crop
 from .metrics import SSIM_WINDOW, evaluate_pair
@@ -131,33 +131,6 @@ def load_pair(path: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return hr, bicubic_downscale_uint8(hr, scale)
 
 
-VARIANT_SUFFIXES = {"-real": "realistic"}
-
-
-def split_variant(name: str) -> tuple[str, str | None]:
-    """``("B100", "realistic")`` for ``B100-real``, ``("Set14", "jpeg30")`` for ``Set14-jpeg30``; a name
-    without a variant suffix is returned as it is, with None."""
-    lower = name.lower()
-    for suffix, variant in VARIANT_SUFFIXES.items():
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], variant
-    head, sep, tail = name.rpartition("-jpeg")
-    if sep and head and tail.isdigit():
-        return head, f"jpeg{tail}"
-    return name, None
-
-
-def check_degrade(variant: str | None) -> None:
-    """Refuse a degradation name bench cannot apply (before any image is read)."""
-    if variant is None or variant == "realistic" or variant.lower().endswith(".toml"):
-        return
-    quality = variant[4:] if variant.startswith("jpeg") else ""
-    if not (quality.isdigit() and 1 <= int(quality) <= 95):
-        raise UsageError(
-            f"--degrade {variant!r}: use realistic, jpegQ (Q from 1 to 95, e.g. jpeg30) or a .toml file"
-        )
-
-
 def degraded_lr(hr: np.ndarray, lr: np.ndarray, scale: int, variant: str, seed: int, key: str) -> np.ndarray:
     """The LR of a degraded variant (see the module docstring) for the image named ``key``: (h, w, 3) uint8.
 
@@ -181,15 +154,6 @@ def degraded_lr(hr: np.ndarray, lr: np.ndarray, scale: int, variant: str, seed: 
         with torch.inference_mode():
             out = pipeline.apply(torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))), scale, g)
     return np.ascontiguousarray(out.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
-
-
-def variant_label(variant: str) -> str:
-    """The suffix a variant adds to a set's name in results: ``-real``, ``-jpeg30``, ``-<file stem>``."""
-    if variant == "realistic":
-        return "-real"
-    if variant.startswith("jpeg"):
-        return f"-{variant}"
-    return f"-{Path(variant).stem}"
 
 
 def super_resolve(up: Upscaler | None, lr: np.ndarray, scale: int) -> np.ndarray:
@@ -271,18 +235,7 @@ def benchmark(
     from .weights import load_model
 
     tile = parse_tile(tile)
-    if not models:
-        raise UsageError("no model given (-m); use -m bicubic for the baseline")
-    for factor in scales:
-        if factor < 1 or int(factor) != factor:
-            raise UsageError(f"--scale {factor}: bench scales are integers >= 1")
-    check_degrade(degrade)
-    datasets: list[tuple[Dataset, str | None]] = []
-    for name in sets:
-        base, variant = split_variant(name)
-        if variant is not None and Path(name).is_dir():  # a folder whose name happens to end like a variant
-            base, variant = name, None
-        datasets.append((resolve_dataset(base, data_dir), variant or degrade))
+    datasets: list[tuple[Dataset, str | None]] = precheck_bench(models, sets, scales, data_dir, degrade)
     results: list[BenchResult] = []
     per_image: list[ImageResult] = []
     comparisons: list[Comparison] = []

@@ -43,6 +43,7 @@ D_BATCHNORM = ("joint", "separate")
 CL_BATCHNORM = ("running", "grouped")
 NEGATIVES_FROM = ("auto", "blur", "degraded")
 SCHEDULES = ("cosine", "multistep", "constant")
+EMBEDDING_BLOCKS = 8  # the embedding network's feature blocks (pclup.contrastive.embedding.NUM_BLOCKS)
 AUTO_GRAD_RATIO = 0.1  # the target of ``--pcl-lambda auto`` when no --pcl-grad-ratio is given
 
 
@@ -181,7 +182,7 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
          "data.degradation",
          f"'{d.degradation}' is not bicubic, realistic or a .toml file")
     if d.val_degrade:
-        from .bench import check_degrade
+        from .datasets import check_degrade
 
         try:
             check_degrade(d.val_degrade)
@@ -209,10 +210,8 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(0 <= o.ema < 1, "optim.ema", "must be in [0, 1)")
     need(loss.weight >= 0, "loss.weight", "must be >= 0")
     need(loss.tau > 0, "loss.tau", "must be > 0")
-    from .contrastive.embedding import NUM_BLOCKS
-
-    need(bool(loss.layers) and all(0 <= i < NUM_BLOCKS for i in loss.layers), "loss.layers",
-         f"must be blocks of the embedding network, 0 to {NUM_BLOCKS - 1}")
+    need(bool(loss.layers) and all(0 <= i < EMBEDDING_BLOCKS for i in loss.layers), "loss.layers",
+         f"must be blocks of the embedding network, 0 to {EMBEDDING_BLOCKS - 1}")
     return problems
 
 

@@ -18,6 +18,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,3 +280,69 @@ def _remove(path: Path) -> None:
         path.unlink()
     elif path.exists():
         shutil.rmtree(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Degraded variants of the test sets (``pclup bench --degrade``; the LR itself is made in pclup.bench)
+
+VARIANT_SUFFIXES = {"-real": "realistic"}
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``("B100", "realistic")`` for ``B100-real``, ``("Set14", "jpeg30")`` for ``Set14-jpeg30``; a name
+    without a variant suffix is returned as it is, with None."""
+    lower = name.lower()
+    for suffix, variant in VARIANT_SUFFIXES.items():
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], variant
+    head, sep, tail = name.rpartition("-jpeg")
+    if sep and head and tail.isdigit():
+        return head, f"jpeg{tail}"
+    return name, None
+
+
+def check_degrade(variant: str | None) -> None:
+    """Refuse a degradation name bench cannot apply (before any image is read)."""
+    if variant is None or variant == "realistic" or variant.lower().endswith(".toml"):
+        return
+    quality = variant[4:] if variant.startswith("jpeg") else ""
+    if not (quality.isdigit() and 1 <= int(quality) <= 95):
+        raise UsageError(
+            f"--degrade {variant!r}: use realistic, jpegQ (Q from 1 to 95, e.g. jpeg30) or a .toml file"
+        )
+
+
+def variant_label(variant: str) -> str:
+    """The suffix a variant adds to a set's name in results: ``-real``, ``-jpeg30``, ``-<file stem>``."""
+    if variant == "realistic":
+        return "-real"
+    if variant.startswith("jpeg"):
+        return f"-{variant}"
+    return f"-{Path(variant).stem}"
+
+
+def precheck_bench(
+    models: Sequence[str], sets: Sequence[str], scales: Sequence[int], data_dir: str | Path | None,
+    degrade: str | None,
+) -> list[tuple[Dataset, str | None]]:
+    """The checks of a bench run that need no tensor, in the order it makes them: a model given, the scales,
+    the degradation, the model names, the sets (found locally or fetched). Returns each set with its
+    variant (None: clean). Imports nothing heavy, so that a mistyped flag, set or model answers at once."""
+    from .weights.catalogue import check_model_spec
+
+    if not models:
+        raise UsageError("no model given (-m); use -m bicubic for the baseline")
+    for factor in scales:
+        if factor < 1 or int(factor) != factor:
+            raise UsageError(f"--scale {factor}: bench scales are integers >= 1")
+    check_degrade(degrade)
+    for spec in models:
+        if spec.lower() != "bicubic":
+            check_model_spec(spec, scales[0] if len(scales) == 1 else None)
+    datasets: list[tuple[Dataset, str | None]] = []
+    for name in sets:  # last: a named set missing here is fetched from the Hub
+        base, variant = split_variant(name)
+        if variant is not None and Path(name).is_dir():  # a folder whose name happens to end like a variant
+            base, variant = name, None
+        datasets.append((resolve_dataset(base, data_dir), variant or degrade))
+    return datasets

@@ -67,6 +67,10 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
+    from pclup.datasets import precheck_bench
+
+    precheck_bench(models, sets, scales, data_dir, degrade)  # flags, sets, model names: before torch loads
+
     from pclup import images
     from pclup.bench import benchmark, compare_grid
 

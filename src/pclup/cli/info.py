@@ -45,6 +45,10 @@ def _packaged_info(model: str, scale: int | None) -> dict[str, Any] | None:
 
 
 def _loaded_info(model: str, scale: int | None) -> dict[str, Any]:
+    from pclup.weights.catalogue import check_model_spec
+
+    check_model_spec(model, scale)  # a name that names nothing: answered before torch loads
+
     from pclup.models import count_parameters
     from pclup.weights import load_model
 

@@ -166,6 +166,24 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return out
 
 
+def _precheck(cfg: Any) -> None:
+    """What a run needs that can be checked without torch: its folders exist, its starting model and its
+    degradation file name something. (The run checks them again, with everything else.)"""
+    from pclup.errors import UsageError
+    from pclup.weights.catalogue import check_model_spec
+
+    for folder in (*cfg.data.folders, *cfg.data.lr_folders):
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            what = "is not a folder" if path.exists() else "does not exist"
+            raise UsageError(f"training folder {path} {what}")
+    for spec in (cfg.data.degradation, cfg.data.val_degrade):
+        if spec and str(spec).lower().endswith(".toml") and not Path(spec).is_file():
+            raise UsageError(f"degradation file {spec}: no such file")
+    if cfg.model.init:
+        check_model_spec(cfg.model.init, cfg.data.scale)
+
+
 def _run(
     command: str, overrides: dict[str, Any], config: Path | None, resume: Path | None, overwrite: bool
 ) -> None:
@@ -174,9 +192,7 @@ def _run(
 
     from pclup.config import resolve_config
     from pclup.errors import UsageError
-    from pclup.training.checkpoint import checkpoint_step
     from pclup.training.finetune import finetune_config
-    from pclup.training.loop import RunStart, StepInfo, WarmupInfo, train
 
     if resume is not None and config is None:  # resuming: the run's own settings, flags on top
         for folder in (resume, resume.parent):  # a run folder, or its checkpoint folder
@@ -188,6 +204,10 @@ def _run(
     data, model, optim, out, what = cfg.data, cfg.model, cfg.optim, cfg.run.out, cfg.loss.kind
     if not data.folders:
         raise UsageError("no training data: pass --data FOLDER (or set data in --config)")
+    _precheck(cfg)
+
+    from pclup.training.checkpoint import checkpoint_step
+    from pclup.training.loop import RunStart, StepInfo, WarmupInfo, train
     console = Console(stderr=True)
 
     def say(line: str) -> None:  # one line as written: no wrapping, no markup (paths may hold brackets)
