@@ -120,3 +120,10 @@ def test_positives_and_negatives_apart_and_the_old_samples_as_both(tmp_path: Pat
         config_from_mapping({"pcl_samples": 2, "loss": {"positives": 1}})
     with pytest.raises(UsageError, match="pcl_negatives must be >= 0"):
         config_from_mapping({"pcl_negatives": -1})
+
+
+def test_the_embedding_blocks_the_config_allows_are_the_networks() -> None:
+    from pclup.config import EMBEDDING_BLOCKS
+    from pclup.contrastive.embedding import NUM_BLOCKS
+
+    assert EMBEDDING_BLOCKS == NUM_BLOCKS

@@ -140,7 +140,8 @@ def degraded_lr(hr: np.ndarray, lr: np.ndarray, scale: int, variant: str, seed: 
 
     import torch
 
-    from .data.degrade import jpeg, load_degradation
+    from .data.degrade import load_degradation
+    from .images.arrays import jpeg
 
     check_degrade(variant)
     if variant.startswith("jpeg"):

@@ -328,7 +328,7 @@ def precheck_bench(
     """The checks of a bench run that need no tensor, in the order it makes them: a model given, the scales,
     the degradation, the model names, the sets (found locally or fetched). Returns each set with its
     variant (None: clean). Imports nothing heavy, so that a mistyped flag, set or model answers at once."""
-    from .weights.catalogue import check_model_spec
+    from .weights import check_model_spec
 
     if not models:
         raise UsageError("no model given (-m); use -m bicubic for the baseline")

@@ -34,7 +34,7 @@ def info(
 
 def _packaged_info(model: str, scale: int | None) -> dict[str, Any] | None:
     from pclup.archinfo import packaged_model_info
-    from pclup.weights.catalogue import find_pretrained
+    from pclup.weights import find_pretrained
 
     if Path(model).expanduser().exists():
         return None
@@ -45,7 +45,7 @@ def _packaged_info(model: str, scale: int | None) -> dict[str, Any] | None:
 
 
 def _loaded_info(model: str, scale: int | None) -> dict[str, Any]:
-    from pclup.weights.catalogue import check_model_spec
+    from pclup.weights import check_model_spec
 
     check_model_spec(model, scale)  # a name that names nothing: answered before torch loads
 

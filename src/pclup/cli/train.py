@@ -170,7 +170,7 @@ def _precheck(cfg: Any) -> None:
     """What a run needs that can be checked without torch: its folders exist, its starting model and its
     degradation file name something. (The run checks them again, with everything else.)"""
     from pclup.errors import UsageError
-    from pclup.weights.catalogue import check_model_spec
+    from pclup.weights import check_model_spec
 
     for folder in (*cfg.data.folders, *cfg.data.lr_folders):
         path = Path(folder).expanduser()

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..config import EMBEDDING_BLOCKS
 from .wavelet import high_bands
 
 __all__ = ["NUM_BLOCKS", "PATCH_GRID", "EmbeddingNet"]
 
-NUM_BLOCKS = EMBEDDING_BLOCKS
+NUM_BLOCKS = 8
 """Feature blocks; valid ``layers`` are ``0 .. NUM_BLOCKS - 1``."""
 
 PATCH_GRID = 4

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.degrade import jpeg
+from ..images.arrays import jpeg
 
 __all__ = [
     "FrequencySampler",

@@ -31,7 +31,6 @@ The ranges live in a TOML table (``[degradation]``, with ``[degradation.first]``
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import sys
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UsageError
+from ..images.arrays import jpeg
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -441,21 +441,6 @@ def _poisson_noise(x: Tensor, scale: float, gray: bool, g: torch.Generator) -> T
     levels = 2 ** math.ceil(math.log2(max(2, int(torch.unique(img).numel()))))
     counts = torch.poisson((img * levels).to(torch.float64), generator=g).to(x.dtype)
     return ((counts / levels - img) * scale).expand(-1, 3, -1, -1)
-
-
-def jpeg(x: Tensor, quality: float) -> Tensor:
-    """``x`` (``(1, 3, H, W)`` in ``[0, 1]``) rounded to 8 bits, compressed by Pillow's JPEG encoder at
-    ``round(quality)`` (1-95; 4:2:0) and decoded again; the dtype of ``x``."""
-    from PIL import Image as PILImage
-
-    q = int(min(95, max(1, round(quality))))
-    a = x[0].mul(255).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    buf = io.BytesIO()
-    PILImage.fromarray(a, "RGB").save(buf, format="JPEG", quality=q)
-    buf.seek(0)
-    with PILImage.open(buf) as im:
-        out = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(out.copy()).permute(2, 0, 1).unsqueeze(0).to(x.dtype).div(255)
 
 
 def _bicubic_uint8(hr: Tensor, scale: int) -> Tensor:

@@ -11,15 +11,19 @@ amplifies noise where alpha is small. The alpha channel itself is resized by
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image as PILImage
 
 from .depth import max_value, to_uint8
 
-__all__ = ["from_tensor", "max_value", "prepare_rgb_for_alpha", "to_tensor", "to_uint8", "upscale_alpha"]
+__all__ = [
+    "from_tensor", "jpeg", "max_value", "prepare_rgb_for_alpha", "to_tensor", "to_uint8", "upscale_alpha",
+]
 
 
 def to_tensor(pixels: np.ndarray, *, expand_gray: bool = True) -> torch.Tensor:
@@ -169,3 +173,16 @@ def _pull_push_fill(c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # At the finest level the holes have weight 0, so the blend would just give `up`.
         filled = up if i == 0 else w * c + (1 - w) * up
     return filled
+
+
+def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
+    """``x`` (``(1, 3, H, W)`` in ``[0, 1]``) rounded to 8 bits, compressed by Pillow's JPEG encoder at
+    ``round(quality)`` (1-95; 4:2:0) and decoded again; the dtype of ``x``."""
+    q = int(min(95, max(1, round(quality))))
+    a = x[0].mul(255).clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    buf = io.BytesIO()
+    PILImage.fromarray(a, "RGB").save(buf, format="JPEG", quality=q)
+    buf.seek(0)
+    with PILImage.open(buf) as im:
+        out = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(out.copy()).permute(2, 0, 1).unsqueeze(0).to(x.dtype).div(255)

@@ -374,7 +374,7 @@ def precheck_upscale(
     """
     import math
 
-    from ..weights.catalogue import FAMILIES, check_model_spec, default_model_name
+    from ..weights import FAMILIES, check_model_spec, default_model_name
     from .media import parse_tile
 
     if ext not in EXTS:

@@ -20,7 +20,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .catalogue import FAMILIES, Pretrained, default_model_name, family_scale, list_pretrained
+from .catalogue import (
+    FAMILIES,
+    Pretrained,
+    check_model_spec,
+    default_model_name,
+    family_scale,
+    list_pretrained,
+)
 from .hub import cached_file, hub_file
 
 _LAZY = {
@@ -83,6 +90,7 @@ __all__ = [
     "blend_models",
     "cached_file",
     "canonicalize",
+    "check_model_spec",
     "config_from_dict",
     "config_to_dict",
     "default_model_name",
