@@ -26,6 +26,7 @@ from .catalogue import (
     check_model_spec,
     default_model_name,
     family_scale,
+    find_pretrained,
     list_pretrained,
 )
 from .hub import cached_file, hub_file
@@ -96,6 +97,7 @@ __all__ = [
     "default_model_name",
     "export_spandrel",
     "family_scale",
+    "find_pretrained",
     "hub_file",
     "list_pretrained",
     "load_foreign",
