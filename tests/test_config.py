@@ -95,6 +95,8 @@ def test_shipped_recipes_and_model_card_recipes_load() -> None:
     assert recipes and cards
     for path in recipes:
         assert resolve_config(path, {}).data.scale in (2, 3, 4), path
+        # a recipe's result must not depend on whether the CPU it lands on computes bf16 natively
+        assert load_config(path).get("precision") in ("fp32", "bf16"), f"{path} does not pin its precision"
     from pclup.data.degrade import load_degradation
 
     for path in sorted((ROOT / "recipes" / "degradations").glob("*.toml")):
