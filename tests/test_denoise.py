@@ -57,3 +57,54 @@ def test_denoise_needs_the_default_or_photo_model_and_a_value_in_range(tmp_path)
     for bad in (-0.1, 1.2, float("nan")):
         with pytest.raises(UsageError, match="must be between 0"):
             denoised_model(None, 4, bad)
+
+
+# ---- the shipped photo models ------------------------------------------------------------------------
+
+
+def test_photo_models_ship_and_blend_with_the_defaults() -> None:
+    from pclup.weights import load_model
+
+    for s in FAMILIES["photo"]:
+        clean, photo = load_model(f"default-x{s}"), load_model(f"photo-x{s}")
+        assert photo.model.config == clean.model.config  # the same network: the blend is meaningful
+        assert any(not torch.equal(a, b) for a, b in zip(clean.model.state_dict().values(),
+                                                         photo.model.state_dict().values(), strict=True))
+        with torch.no_grad():
+            x = torch.rand(1, 3, 16, 12)
+            assert torch.equal(blend_models(clean, photo, 0.0).model(x), clean.model(x))
+            assert torch.equal(blend_models(clean, photo, 1.0).model(x), photo.model(x))
+
+
+@pytest.mark.slow
+def test_upscale_with_the_denoise_dial_and_the_photo_family(tmp_path) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pclup.cli import app
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    runner = CliRunner()
+    outputs = {}
+    for name, args in {"default": [], "d0": ["--denoise", "0"], "d05": ["--denoise", "0.5"],
+                       "d1": ["--denoise", "1"], "photo": ["-m", "photo"]}.items():
+        out = tmp_path / f"{name}.png"
+        run = runner.invoke(app, ["upscale", str(tmp_path / "in.png"), "-s", "4", "-o", str(out), "--json", *args])
+        assert run.exit_code == 0, run.output
+        summary = json.loads(run.stdout)
+        outputs[name] = (np.asarray(Image.open(out)), summary["model"])
+    assert outputs["default"][1] == "default-x4" and outputs["photo"][1] == "photo-x4"
+    assert outputs["d05"][1] == "photo-x4 (denoise 0.5)"
+    assert np.array_equal(outputs["d0"][0], outputs["default"][0])
+    assert np.array_equal(outputs["d1"][0], outputs["photo"][0])
+    assert not np.array_equal(outputs["d05"][0], outputs["d0"][0])
+    assert not np.array_equal(outputs["d05"][0], outputs["d1"][0])
+    # x3 runs the x4 pair and resizes
+    run = runner.invoke(app, ["upscale", str(tmp_path / "in.png"), "-s", "3", "-o", str(tmp_path / "x3.png"),
+                              "--denoise", "0.3", "--json"])
+    assert run.exit_code == 0, run.output
+    assert Image.open(tmp_path / "x3.png").size == (72, 60)

@@ -4,8 +4,9 @@ Two sources: files shipped inside the package (``pclup/pretrained/<name>/``: con
 model.safetensors and a README.md model card; pclup's own trained models, available offline), and
 Hugging Face Hub files (fetched into the Hub cache on first use).
 
-``default`` names pclup's own compact models: ``default-x2``, ``default-x3``, ``default-x4``;
-:func:`default_model_name` picks one for an output scale.
+``default`` names pclup's own compact models: ``default-x2``, ``default-x3``, ``default-x4``; ``photo``
+their fine-tunes for real photos, ``photo-x2`` and ``photo-x4``; :func:`default_model_name` picks one of a
+family for an output scale.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ PRETRAINED: tuple[Pretrained, ...] = (
                   f"pclup's default: compact network, x{s}, trained here "
                   "(L1 fine-tune: it beat PCL; see its card)")
         for s in (2, 3, 4)
+    ),
+    *(
+        _packaged(f"photo-x{s}", "compact", s,
+                  f"pclup's photo model: default-x{s} fine-tuned on realistic blur, noise and JPEG "
+                  "(upscale --denoise blends the two)")
+        for s in (2, 4)
     ),
     _packaged("edsr-s-pcl-x4", "edsr-s", 4,
               "EDSR-S x4 trained here: L1 from scratch, then PCL fine-tuning (the PCL paper's first row)"),
