@@ -77,6 +77,14 @@ def upscale(
         bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")
     ] = False,
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP/AVIF quality.")] = 95,
+    png_level: Annotated[
+        int | None,
+        typer.Option(
+            "--png-level", min=0, max=9,
+            help="PNG compression, 0 (fastest) to 9 (smallest files); level 6 writes about 10% smaller "
+            "files than the default in about four times the time.", show_default="2 (16-bit: 4)",
+        ),
+    ] = None,
     pix_fmt: Annotated[
         str,
         typer.Option(
@@ -163,7 +171,7 @@ def upscale(
 
         results = plan.run(
             overwrite=overwrite, quality=quality, pix_fmt=pix_fmt, crf=crf, on_file=on_file,
-            on_result=on_result, on_tile=on_tile, on_frame=on_frame,
+            on_result=on_result, on_tile=on_tile, on_frame=on_frame, png_level=png_level,
         )
 
     counts = count_statuses(results)

@@ -65,8 +65,9 @@ def write_png(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     dpi: tuple[float, float] | None = None,
+    level: int = _ZLIB_LEVEL,
 ) -> None:
-    """Write an 8- or 16-bit grey / grey+alpha / RGB / RGBA PNG (non-interlaced)."""
+    """Write an 8- or 16-bit grey / grey+alpha / RGB / RGBA PNG (non-interlaced), zlib at ``level``."""
     arr = pixels if alpha is None else np.concatenate([pixels, alpha[:, :, None]], axis=2)
     h, w, c = arr.shape
     depth = arr.dtype.itemsize * 8
@@ -83,7 +84,7 @@ def write_png(
     data = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder(">"))).view(np.uint8).reshape(h, -1)
     bpp = c * arr.dtype.itemsize
     rows_per_block = max(1, (1 << 20) // max(1, data.shape[1]))
-    compressor = zlib.compressobj(_ZLIB_LEVEL)
+    compressor = zlib.compressobj(level)
     pending = bytearray()
     prior = np.zeros(data.shape[1], dtype=np.uint8)
     for y in range(0, h, rows_per_block):

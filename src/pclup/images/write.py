@@ -28,6 +28,12 @@ from .read import describe, os_cause
 _MAX_JPEG_EXIF = 65533  # one APP1 marker
 
 
+#: zlib level of 8-bit PNGs unless asked otherwise. Measured on a 12-megapixel upscaled photo (Pillow's
+#: encoder, one core): level 1 0.58 s / 12.4 MB, 2 0.63 s / 11.9 MB, 3 0.86 s / 11.5 MB, 6 (Pillow's
+#: default) 2.39 s / 10.7 MB: level 2 writes 11% more bytes than 6 in a quarter of the time.
+PNG_LEVEL = 2
+
+
 def write_image(
     image: Image,
     path: str | os.PathLike[str],
@@ -36,6 +42,7 @@ def write_image(
     quality: int = 95,
     overwrite: bool = True,
     parents: bool = False,
+    png_level: int | None = None,
 ) -> list[str]:
     """Write an image atomically, keeping bit depth, alpha, ICC profile, EXIF and dpi where possible.
 
@@ -73,6 +80,8 @@ def write_image(
         overwrite: replace an existing ``path``; when false, an existing one is left alone and
             :class:`FileExistsError` is raised.
         parents: create the missing folders above ``path`` (else the folder must exist).
+        png_level: zlib level of a PNG, 0 (none, fastest) to 9 (smallest); None: :data:`PNG_LEVEL` for
+            8 bits, 4 for 16 bits.
 
     Returns:
         One-line notes on what the format could not hold (empty when nothing was lost), for the
@@ -84,11 +93,13 @@ def write_image(
             format, encoder failure).
         FileExistsError: ``overwrite`` is false and ``path`` exists (possibly written meanwhile by
             another program); nothing was changed.
-        UsageError: ``quality`` out of range.
+        UsageError: ``quality`` or ``png_level`` out of range.
     """
     path = Path(path)
     if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
         raise UsageError(f"JPEG/WebP/AVIF quality must be a whole number from 1 to 100, got {quality!r}")
+    if png_level is not None and (isinstance(png_level, bool) or png_level not in range(10)):
+        raise UsageError(f"PNG level must be a whole number from 0 to 9, got {png_level!r}")
     fmt = format_for(path, format)
     if fmt == "AVIF" and not features.check("avif"):
         raise ImageWriteError(
@@ -106,7 +117,10 @@ def write_image(
     encoder = _ENCODERS[fmt]
 
     def write(fp: IO[bytes]) -> None:
-        encoder(fp, image, pixels, alpha, quality, notes)
+        if fmt == "PNG":
+            _encode_png(fp, image, pixels, alpha, quality, notes, level=png_level)
+        else:
+            encoder(fp, image, pixels, alpha, quality, notes)
 
     try:
         written = atomic_write(path, write, overwrite=overwrite, parents=parents)
@@ -194,13 +208,15 @@ def _pil_image(pixels: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
 
 
 def _encode_png(
-    fp: IO[bytes], image: Image, pixels: np.ndarray, alpha: np.ndarray | None, quality: int, notes: list[str]
+    fp: IO[bytes], image: Image, pixels: np.ndarray, alpha: np.ndarray | None, quality: int, notes: list[str],
+    level: int | None = None,
 ) -> None:
     exif = exif_for_write(image, pixels)
     if pixels.dtype == np.uint16:
-        write_png(fp, pixels, alpha, icc_profile=image.icc_profile, exif=exif, dpi=image.dpi)
+        write_png(fp, pixels, alpha, icc_profile=image.icc_profile, exif=exif, dpi=image.dpi,
+                  **({} if level is None else {"level": level}))
         return
-    kwargs: dict[str, Any] = {"compress_level": 6}
+    kwargs: dict[str, Any] = {"compress_level": PNG_LEVEL if level is None else level}
     if image.icc_profile:
         kwargs["icc_profile"] = image.icc_profile
     if exif:

@@ -51,6 +51,7 @@ class UpscaleRun:
         on_result: Callable[[FileResult], None] | None = None,
         on_tile: Progress | None = None,
         on_frame: Progress | None = None,
+        png_level: int | None = None,
     ) -> list[FileResult]:
         """Upscale every job in order (see :func:`~pclup.inference.upscale.upscale_file`; videos:
         :func:`~pclup.inference.video.upscale_video_file`, encoded at ``pix_fmt`` and ``crf``).
@@ -75,7 +76,7 @@ class UpscaleRun:
             else:
                 result = upscale_file(
                     self.upscaler, job.src, dst, scale=self.scale, overwrite=overwrite, quality=quality,
-                    progress=on_tile,
+                    progress=on_tile, png_level=png_level,
                 )
             results.append(result)
             if on_result is not None:

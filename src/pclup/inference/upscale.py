@@ -315,6 +315,7 @@ def upscale_file(
     overwrite: bool = False,
     quality: int = 95,
     progress: Progress | None = None,
+    png_level: int | None = None,
 ) -> FileResult:
     """Read ``src``, upscale it, write ``dst`` atomically. Errors of this file are returned, not raised.
 
@@ -336,7 +337,8 @@ def upscale_file(
         h, w = image.pixels.shape[:2]
         size = upscaled_size(h, w, upscaler.output_scale(scale))
         result = upscale_image(upscaler, image, scale, progress)
-        notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True)
+        notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True,
+                                   png_level=png_level)
     except FileExistsError:
         return dataclasses.replace(exists, seconds=time.perf_counter() - start)
     except PclupError as e:  # read and write errors name their file; name it for the others
