@@ -111,7 +111,15 @@ def upscale(
     """Upscale images and videos (videos need the extra pclup[video]). Exit 0 when every file succeeded
     (or was skipped), 1 when some failed, 2 on usage errors."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from pclup.inference.batch import Job, precheck_upscale
     from pclup.inference.media import check_settings
@@ -133,7 +141,8 @@ def upscale(
     console.print(f"[bold]pclup[/] {plan.describe()}")
 
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=console, transient=True, disable=quiet or as_json or not console.is_terminal,
     )
     with progress:
@@ -149,11 +158,10 @@ def upscale(
         def on_tile(done: int, total: int) -> None:
             progress.update(tiles_task, description="tiles", completed=done, total=total, visible=total > 1)
 
-        def on_frame(done: int, total: int) -> None:
+        def on_frame(done: int, total: int) -> None:  # (the ETA column estimates the rest)
             rate = done / max(time.perf_counter() - started[0], 1e-9)
-            eta = time.strftime("%H:%M:%S", time.gmtime((total - done) / rate))
-            text = f"frames, {rate:.1f}/s, ETA {eta}"
-            progress.update(tiles_task, description=text, completed=done, total=total, visible=True)
+            progress.update(tiles_task, description=f"frames, {rate:.1f}/s", completed=done, total=total,
+                            visible=True)
 
         def on_result(result: FileResult) -> None:
             progress.advance(files_task)
