@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from types import SimpleNamespace
 
 import numpy as np
@@ -188,19 +189,28 @@ def test_an_output_too_large_for_memory_says_its_size_and_the_limit(
     assert not (tmp_path / "a_x2.png").exists()
 
 
+@pytest.mark.parametrize("path", ["float", "direct"])
 def test_an_output_buffer_that_cannot_be_allocated_is_not_blamed_on_tiles(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    real_zeros = torch.zeros
+    real_zeros, real_empty = torch.zeros, np.empty
 
     def zeros(*size: int, **kwargs: object) -> torch.Tensor:
         if int(np.prod(size)) >= 3 * 80 * 80:  # the 80x80 output: more than this process may allocate
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 76800 B")
         return real_zeros(*size, **kwargs)
 
+    def empty(shape: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        if int(np.prod(shape)) >= 3 * 80 * 80:  # the 8-bit output the direct path writes into
+            raise MemoryError("Unable to allocate 18.8 KiB for an array")
+        return real_empty(shape, *args, **kwargs)
+
     monkeypatch.setattr(torch, "zeros", zeros)
+    monkeypatch.setattr(np, "empty", empty)
     src = _png(tmp_path / "a.png", (40, 40))
-    result = upscale_file(_upscaler(tile=16), src, tmp_path / "a_x2.png")
+    up = _upscaler(tile=16)
+    up.tta = path == "float"  # TTA takes the float path; the plain run writes straight into the output
+    result = upscale_file(up, src, tmp_path / "a_x2.png")
     assert result.status == "failed" and result.error is not None and "tile" not in result.error
     assert result.error.startswith(f"cannot upscale {src}: not enough memory for a 80x80-pixel image")
 
@@ -237,9 +247,10 @@ def test_a_x1_model_restores_at_the_input_size_then_resizes() -> None:
 
 def test_free_memory_on_the_cpu_is_portable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "sysconf", raising=False)  # Windows has none
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=8 << 30, available=1 << 30))
-    assert tiling.free_memory(torch.device("cpu")) == 1 << 30
-    assert tiling.auto_tile(1000.0, torch.device("cpu")) == int((0.4 * (1 << 30) / 1000) ** 0.5) // 8 * 8
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=8 << 30, available=1 << 29))
+    assert tiling.free_memory(torch.device("cpu")) == 1 << 29
+    assert 0.4 * (1 << 29) < tiling.CPU_BUDGET  # (40% of what is free is the smaller budget here)
+    assert tiling.auto_tile(1000.0, torch.device("cpu")) == int((0.4 * (1 << 29) / 1000) ** 0.5) // 8 * 8
 
 
 def test_a_x1_compact_model_loads_from_its_folder_and_restores(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import torch
 import torch.nn.functional as F
@@ -150,19 +151,29 @@ class Upscaler:
             return None if side >= max(h, w) else side
         return int(self.tile) or None
 
-    def run_model(self, x: Tensor, progress: Progress | None = None) -> Tensor:
+    def run_model(
+        self, x: Tensor, progress: Progress | None = None, sink: Callable[[int, Tensor], None] | None = None
+    ) -> Tensor:
         """One pass of the model over ``x`` (``(1, C, H, W)`` float32 CPU, [0, 1]) with tiling and TTA.
 
-        Out-of-memory halves the tile and starts the pass again, down to 16 pixels.
+        Out-of-memory halves the tile and starts the pass again, down to 16 pixels. With a ``sink`` (no
+        TTA), the output goes to it band by band (see :func:`~pclup.inference.tiling.run_tiled`) and an
+        empty tensor is returned.
         """
         _, _, h, w = x.shape
         tile = self.tile_for(h, w)
 
         def one_pass(x: Tensor, step: Progress | None) -> Tensor:
-            return run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device, step)
+            out = run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device, step)
+            assert out is not None
+            return out
 
         while True:
             try:
+                if sink is not None and not self.tta:
+                    run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device,
+                              progress, sink=sink)
+                    return x.new_empty(0)
                 if not self.tta:
                     return one_pass(x, progress)
                 acc = None
@@ -242,7 +253,12 @@ def _check_host_memory(
     """
     h, w = size[0] * model_scale ** (passes - 1), size[1] * model_scale ** (passes - 1)
     oh, ow = h * model_scale, w * model_scale
-    need = 4 * c * (oh * ow + max(h * w, target[0] * target[1] if (oh, ow) != target else 0))
+    resized = target[0] * target[1] if (oh, ow) != target else 0
+    _refuse_if_too_large(target, 4 * c * (oh * ow + max(h * w, resized)))
+
+
+def _refuse_if_too_large(target: tuple[int, int], need: int) -> None:
+    """Refuse an output of ``target`` (h, w) whose buffers (``need`` bytes) exceed RAM and swap together."""
     have = psutil.virtual_memory().total + psutil.swap_memory().total
     if need > have:
         raise PclupError(
@@ -273,10 +289,53 @@ def upscale_image(
     if image.alpha is not None:
         pixels = images.prepare_rgb_for_alpha(pixels, image.alpha)
     rgb_model = colour_channels(upscaler.loaded.model.config) == 3
-    y = upscaler.upscale_tensor(images.to_tensor(pixels, expand_gray=rgb_model), scale, progress)
-    out = images.from_tensor(y, pixels.dtype, channels=pixels.shape[2])
+    x = images.to_tensor(pixels, expand_gray=rgb_model)
+    if _direct(upscaler, pixels, scale):
+        # the common case (one pass at the model's own scale, colour, no TTA): the model's output goes
+        # straight into the integer output band by band, never whole in float32 (4 times its size)
+        h, w, s = pixels.shape[0], pixels.shape[1], upscaler.scale
+        tile = upscaler.tile_for(h, w)
+        band = h if tile is None else min(h, tile + 2 * upscaler.tile_overlap)
+        # the integer output, one band of float32 output rows, the float32 input
+        need = pixels.itemsize * 3 * h * s * w * s + 12 * band * s * w * s + 12 * h * w
+        _refuse_if_too_large((h * s, w * s), need)
+        out = np.empty((h * s, w * s, 3), pixels.dtype)
+
+        def sink(top: int, rows: Tensor) -> None:
+            out[top : top + rows.shape[2]] = images.from_tensor(rows.clamp_(0, 1), pixels.dtype)
+
+        upscaler.run_model(x.float().cpu(), progress, sink=sink)
+    else:
+        y = upscaler.upscale_tensor(x, scale, progress)
+        out = images.from_tensor(y, pixels.dtype, channels=pixels.shape[2])
     alpha = None if image.alpha is None else images.upscale_alpha(image.alpha, out.shape[0], out.shape[1])
     return dataclasses.replace(image, pixels=out, alpha=alpha)
+
+
+def _trim_heap() -> None:
+    """Hand the memory freed by the network back to the system (glibc's ``malloc_trim``; elsewhere nothing):
+    without it the process keeps it, and the image encoder's buffers come on top."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+def _direct(upscaler: Upscaler, pixels: np.ndarray, scale: float | None) -> bool:
+    """Whether :func:`upscale_image` can write the model's output straight into the integer image: one
+    pass at the model's own scale, a colour image through a colour model, no TTA."""
+    return (
+        not upscaler.tta
+        and upscaler.output_scale(scale) == upscaler.scale
+        and upscaler.scale > 1
+        and pixels.ndim == 3
+        and pixels.shape[2] == 3
+        and colour_channels(upscaler.loaded.model.config) == 3
+    )
 
 
 @dataclass
@@ -337,6 +396,8 @@ def upscale_file(
         h, w = image.pixels.shape[:2]
         size = upscaled_size(h, w, upscaler.output_scale(scale))
         result = upscale_image(upscaler, image, scale, progress)
+        del image
+        _trim_heap()  # the network's freed buffers back to the system before the encoder allocates its own
         notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True,
                                    png_level=png_level)
     except FileExistsError:

@@ -1,0 +1,48 @@
+"""The common upscale path writes the model's output straight into the integer image, band by band: the
+result is the same, bit for bit, as going through the whole float32 output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from pclup import images
+from pclup.inference.tiling import run_tiled
+from pclup.inference.upscale import Upscaler, upscale_image
+from pclup.weights import LoadedModel
+
+
+def _photo(h: int, w: int, dtype: type) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    top = 65535 if dtype == np.uint16 else 255
+    return rng.integers(0, top + 1, (h, w, 3)).astype(dtype)
+
+
+@pytest.mark.parametrize("tile", [0, 16, 24])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_direct_path_equals_the_float_path(tile: int, dtype: type) -> None:
+    torch.manual_seed(0)
+    up = Upscaler(LoadedModel(tiny_model("compact", 2).eval(), "tiny", "test"), device="cpu", precision="fp32",
+                  tile=tile, tile_overlap=6)
+    pixels = _photo(45, 61, dtype)
+    direct = upscale_image(up, images.Image(pixels=pixels, format="PNG")).pixels
+    y = up.upscale_tensor(images.to_tensor(pixels), None)
+    assert np.array_equal(direct, images.from_tensor(y, dtype, channels=3))
+    assert direct.shape == (90, 122, 3) and direct.dtype == dtype
+
+
+def test_bands_reach_the_sink_in_order_and_cover_the_output_once() -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2))
+    x = torch.rand(1, 3, 70, 53)
+    whole = run_tiled(lambda t: conv(t).detach(), x, 2, 17, 5, torch.device("cpu"))
+    assert whole is not None
+    bands: list[tuple[int, torch.Tensor]] = []
+    run_tiled(lambda t: conv(t).detach(), x, 2, 17, 5, torch.device("cpu"),
+              sink=lambda top, rows: bands.append((top, rows.clone())))
+    assert len(bands) > 2
+    assert [top for top, _ in bands] == sorted(top for top, _ in bands)
+    assert torch.equal(torch.cat([rows for _, rows in bands], 2), whole)
+    assert bands[0][0] == 0 and sum(rows.shape[2] for _, rows in bands) == 140
