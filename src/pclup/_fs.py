@@ -1,4 +1,5 @@
-"""Files written whole or not at all, with the permissions any new file gets."""
+"""Files written whole or not at all, with the permissions any new file gets; and handing freed memory back
+to the system (:func:`libc_trim`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "umask"]
+__all__ = ["atomic_write", "libc_trim", "umask"]
 
 # link() errors that mean "this file system has no hard links" (EPERM: Linux on FAT; EINVAL: Windows).
 _NO_HARD_LINKS = frozenset(
@@ -144,3 +145,20 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def libc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)`` (hand the heap's free memory back to the system), or None elsewhere (musl,
+    macOS, Windows). Without it a process that freed large buffers keeps them, and the next ones come on
+    top."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)

@@ -50,7 +50,6 @@ about five times the pixels it holds.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import multiprocessing
 import operator
@@ -69,6 +68,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from .._fs import libc_trim
 from ..errors import ImageReadError, UsageError
 from ..images import Image, image_files, read_image, to_uint8
 from ..imresize import bicubic_downscale_uint8, mod_crop
@@ -136,18 +136,6 @@ def _cause(exc: ImageReadError, path: Path) -> str:
     text = str(exc)
     prefix = f"cannot read {path}: "
     return text[len(prefix) :] if text.startswith(prefix) else text
-
-
-def _libc_trim() -> Callable[[], object] | None:
-    """glibc's ``malloc_trim(0)``, or None elsewhere (musl, macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
 
 
 def _cpu_count() -> int:
@@ -302,7 +290,7 @@ class TrainImages:
         # memory in its heap rather than giving it back, so the process would grow to about five
         # times the pixels kept (1.1 GB for the 200 MB of the classic x2 set). Trimming after every
         # image (microseconds) keeps it to the pixels plus a few temporaries.
-        trim = _libc_trim()
+        trim = libc_trim()
         # One torch thread per resize: the threads here already run resizes side by side, and
         # torch's intra-op pool spins at its barriers when the cores are busy (measured on 2 loaded
         # cores: the x2 set took 74 s with 2 intra-op threads against 11 s with 1).
@@ -396,7 +384,7 @@ class TrainImages:
         corrupt: list[tuple[Path, str]] = []
         small: list[tuple[Path, str]] = []
         stats = ScanStats(found=len(pairs))
-        trim = _libc_trim()
+        trim = libc_trim()
         for done, (hr_path, lr_path) in enumerate(pairs, 1):
             try:
                 high = rgb_uint8(read_image(hr_path))

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import images
+from .._fs import libc_trim
 from ..device import pick_device, pick_precision, precision_name, to_channels_last
 from ..errors import (
     ImageReadError,
@@ -312,19 +313,6 @@ def upscale_image(
     return dataclasses.replace(image, pixels=out, alpha=alpha)
 
 
-def _trim_heap() -> None:
-    """Hand the memory freed by the network back to the system (glibc's ``malloc_trim``; elsewhere nothing):
-    without it the process keeps it, and the image encoder's buffers come on top."""
-    import ctypes
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-
 def _direct(upscaler: Upscaler, pixels: np.ndarray, scale: float | None) -> bool:
     """Whether :func:`upscale_image` can write the model's output straight into the integer image: one
     pass at the model's own scale, a colour image through a colour model, no TTA."""
@@ -397,7 +385,9 @@ def upscale_file(
         size = upscaled_size(h, w, upscaler.output_scale(scale))
         result = upscale_image(upscaler, image, scale, progress)
         del image
-        _trim_heap()  # the network's freed buffers back to the system before the encoder allocates its own
+        trim = libc_trim()
+        if trim is not None:  # the network's freed buffers back to the system before the encoder's come
+            trim()
         notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True,
                                    png_level=png_level)
     except FileExistsError:
