@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -121,17 +121,15 @@ def upscale(
         TimeRemainingColumn,
     )
 
-    from pclup.inference.batch import Job, precheck_upscale
+    from pclup.inference.batch import Job
     from pclup.inference.media import check_settings
+    from pclup.inference.run import count_statuses, plan_upscale
+
+    if TYPE_CHECKING:
+        from pclup.inference.upscale import FileResult
 
     check_settings(pix_fmt, crf)
-    # what needs no model and no tensor first: a wrong flag, model name or file is answered at once
-    precheck_upscale(inputs, model=model, scale=scale, suffix=suffix, ext=ext, tile=tile, recursive=recursive,
-                     denoise=denoise)
-
-    from pclup.inference.run import count_statuses, plan_upscale
-    from pclup.inference.upscale import FileResult
-
+    # plan_upscale checks the flags, the model's name and the inputs before it loads torch and the model
     plan = plan_upscale(
         inputs, model=model, scale=scale, output=output, suffix=suffix, ext=ext, tile=tile,
         tile_overlap=tile_overlap, device=device, precision=precision, tta=tta, recursive=recursive,

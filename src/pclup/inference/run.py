@@ -12,15 +12,17 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..errors import UsageError
-from ..weights import FAMILIES, LoadedModel, blend_models, default_model_name, family_scale, load_model
+from ..weights import FAMILIES, default_model_name, family_scale
 from .batch import Job, Unreadable, default_suffix, plan_outputs, precheck_upscale
 from .media import DEFAULT_CRF, check_settings, is_video, parse_tile
-from .upscale import FileResult, Progress, Upscaler, upscale_file
-from .video import upscale_video_file
+
+if TYPE_CHECKING:  # the modules that do the work import torch: loaded once the run is checked
+    from ..weights import LoadedModel
+    from .upscale import FileResult, Progress, Upscaler
 
 STATUSES = ("ok", "skipped", "failed")
 
@@ -63,6 +65,9 @@ class UpscaleRun:
         Raises:
             UsageError: ``pix_fmt`` or ``crf`` out of bounds.
         """
+        from .upscale import upscale_file
+        from .video import upscale_video_file
+
         check_settings(pix_fmt, crf)
         results = []
         for job, dst in zip(self.jobs, self.outputs, strict=True):
@@ -123,6 +128,8 @@ def denoised_model(model: str | None, scale: float | None, denoise: float) -> Lo
                          "or -m photo")
     if not (math.isfinite(denoise) and 0 <= denoise <= 1):
         raise UsageError(f"--denoise {denoise:g} must be between 0 (all detail) and 1 (full clean-up)")
+    from ..weights import blend_models, load_model
+
     s = family_scale("photo", scale)
     clean, photo = load_model(f"default-x{s}"), load_model(f"photo-x{s}")
     return blend_models(clean, photo, denoise, name=f"photo-x{s} (denoise {denoise:g})")
@@ -170,6 +177,8 @@ def plan_upscale(
         [str(i) for i in inputs], model=model, scale=scale, suffix=suffix, ext=ext, tile=tile,
         recursive=recursive, denoise=denoise, unreadable=unreadable,
     )
+    from ..weights import load_model
+
     tile = parse_tile(tile)
     if denoise is not None:
         loaded = denoised_model(model, scale, denoise)
@@ -180,6 +189,8 @@ def plan_upscale(
     out_scale = scale or float(loaded.scale)
     suffix = default_suffix(out_scale) if suffix is None else suffix
     outputs = plan_outputs(jobs, output=output, suffix=suffix, ext=ext, scale=out_scale)  # before any work
+    from .upscale import Upscaler
+
     upscaler = Upscaler(
         loaded, device=device, precision=precision, tile=tile, tile_overlap=tile_overlap, tta=tta
     )
