@@ -5,9 +5,10 @@ Each network is fine-tuned from its shipped model (compact: default-x4, EDSR-S: 
 3 + 3 samples, the discriminator step's BatchNorm batch joint), a few steps each after one warm-up step; the
 trainer's per-phase timers say where the time goes. ``--precision`` fp32 (the study's, pinned) and/or auto
 (bf16 where the CPU has it natively). ``--variant`` adds the method-changing arms: HR-only positives, a
-16-wide discriminator. The CPU's flags are recorded with the figures.
+16-wide discriminator, a discriminator step every 2 or 4 steps only. The CPU's flags are recorded with the
+figures.
 
-Usage: python benchmarks/pcl_overhead.py [--steps 4] [--archs compact edsr-s] [--precision fp32 auto]
+Usage: python benchmarks/pcl_overhead.py [--steps 8] [--archs compact edsr-s] [--precision fp32 auto]
            [--threads 1] [--json out.json]
 """
 
@@ -35,6 +36,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pcl-hr-only": {"pcl_positives": 0},
     "pcl-width16": {"disc_width": 16},
     "pcl-separate-bn": {"pcl_d_batchnorm": "separate"},
+    "pcl-d-every2": {"pcl_d_every": 2},
+    "pcl-d-every4": {"pcl_d_every": 4},
+    "pcl-width16-d-every2": {"disc_width": 16, "pcl_d_every": 2},
+    "pcl-width16-d-every4": {"disc_width": 16, "pcl_d_every": 4},
+    "pcl-width16-hr-only-d-every2": {"disc_width": 16, "pcl_positives": 0, "pcl_d_every": 2},
 }
 
 
@@ -60,14 +66,16 @@ def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int
     timed = infos[1:]  # the first step pays for allocations and oneDNN primitive creation
     phases = sorted({k for i in timed for k in i.timings})
     return {
-        "arch": arch, "loss": loss, "step_seconds": statistics.median(i.seconds for i in timed),
-        "phases": {k: statistics.median(i.timings.get(k, 0.0) for i in timed) for k in phases},
+        # the mean, not the median: with --pcl-d-every k only every k-th step has a discriminator step
+        # (the timed steps are a multiple of 4, so each variant's share of them is exact)
+        "arch": arch, "loss": loss, "step_seconds": statistics.mean(i.seconds for i in timed),
+        "phases": {k: statistics.mean(i.timings.get(k, 0.0) for i in timed) for k in phases},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps, a multiple of 4")
     parser.add_argument("--archs", nargs="+", default=["compact", "edsr-s"])
     parser.add_argument("--precision", nargs="+", default=["fp32", "auto"])
     parser.add_argument("--variants", nargs="+", default=["pcl", "pcl-hr-only", "pcl-width16"],

@@ -215,3 +215,25 @@ def test_grouped_batchnorm_flag(data: Path, tmp_path: Path) -> None:
     assert 'cl_batchnorm = "grouped"' in (tmp_path / "run" / "config.toml").read_text()
     with pytest.raises(UsageError, match="cl_batchnorm"):
         _cfg(data, tmp_path / "x", pcl_cl_batchnorm="batch")
+
+
+def test_discriminator_every_k_steps(data: Path, tmp_path: Path) -> None:
+    """--pcl-d-every 2: the discriminator steps (and changes) on steps 1, 3, 5 only; the contrastive term
+    still reaches the SR network on every step."""
+    seen: list[StepInfo] = []
+    run = train(_cfg(data, tmp_path / "run", steps=5, pcl_d_every=2), on_step=seen.append)
+    assert [("d" in i.losses) for i in seen] == [True, False, True, False, True]
+    assert all("cl" in i.losses and "lambda" in i.losses for i in seen)
+    assert [("d" in r) for r in _log(tmp_path / "run") if "step" in r] == [True, False, True, False, True]
+    assert (run / "model.safetensors").is_file()
+    with pytest.raises(UsageError, match="d_every"):
+        _cfg(data, tmp_path / "x", pcl_d_every=0)
+
+
+def test_d_every_1_is_the_default_and_2_changes_the_result(data: Path, tmp_path: Path) -> None:
+    every = train(_cfg(data, tmp_path / "every"))
+    same = train(_cfg(data, tmp_path / "same", pcl_d_every=1))
+    every2 = train(_cfg(data, tmp_path / "every2", pcl_d_every=2))
+    w1, w1b, w2 = (read_state_dict(p / "model.safetensors") for p in (every, same, every2))
+    assert all(torch.equal(w1[k], w1b[k]) for k in w1)
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)

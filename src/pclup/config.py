@@ -89,6 +89,7 @@ class LossConfig:
     disc_width: int = 32  # embedding-net width (SRGAN's is 64; 32 keeps PCL's cost under 2x for EDSR-S)
     disc_lr: float = 0.0  # 0: the SR network's learning rate, as the released code
     d_batchnorm: str = "joint"  # D step: joint (real and fake in one BatchNorm batch) | separate (released)
+    d_every: int = 1  # the discriminator steps on every d_every-th training step (1: every step, the method)
     cl_batchnorm: str = "running"  # L_CL: running statistics | grouped (released: batch statistics per group)
     negatives_from: str = "auto"  # blur (blurred HR) | degraded (blurred, noisy, JPEG'd HR) | auto: degraded
     #                               when the LR comes from a degradation pipeline or paired data
@@ -197,7 +198,7 @@ def _problems(cfg: TrainConfig) -> list[tuple[str, str]]:
     need(loss.form in PCL_FORMS, "loss.form", f"'{loss.form}' is not one of {', '.join(PCL_FORMS)}")
     need(o.schedule in SCHEDULES, "optim.schedule", f"'{o.schedule}' is not one of {', '.join(SCHEDULES)}")
     for key in ("data.scale", "data.patch_size", "data.batch_size", "optim.steps", "loss.disc_width",
-                "run.log_every", "run.val_every", "run.save_every"):
+                "loss.d_every", "run.log_every", "run.val_every", "run.save_every"):
         need(value(key) >= 1, key, "must be >= 1")
     for key in ("data.workers", "optim.warmup_steps", "loss.warmup_steps", "loss.grad_ratio",
                 "loss.positives", "loss.negatives", "loss.disc_lr", "optim.min_lr", "optim.grad_clip"):
@@ -225,6 +226,7 @@ _RENAMED = {"data": ("data", "folders"), "data_lr": ("data", "lr_folders"),
             "pcl_form": ("loss", "form"), "pcl_tau": ("loss", "tau"), "pcl_positives": ("loss", "positives"),
             "pcl_negatives": ("loss", "negatives"), "pcl_grad_ratio": ("loss", "grad_ratio"),
             "pcl_warmup_steps": ("loss", "warmup_steps"), "pcl_d_batchnorm": ("loss", "d_batchnorm"),
+            "pcl_d_every": ("loss", "d_every"),
             "pcl_cl_batchnorm": ("loss", "cl_batchnorm"),
             "pcl_layers": ("loss", "layers"), "pcl_no_grad": ("loss", "no_grad")}
 FLAT: dict[str, tuple[str, str]] = {

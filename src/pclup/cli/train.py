@@ -55,6 +55,9 @@ PclGradRatio = Annotated[float | None, typer.Option(
 PclDBatchnorm = Annotated[str | None, typer.Option(
     "--pcl-d-batchnorm", help="The discriminator step's BatchNorm batches: joint (real and fake together) or "
     "separate (the released code's; its loss stays at chance).", show_default=_d("pcl_d_batchnorm"))]
+PclDEvery = Annotated[int | None, typer.Option(
+    "--pcl-d-every", min=1, help="Step the discriminator on every K-th training step only (cheaper; a change "
+    "to the method, see the docs' cost table).", show_default=_d("pcl_d_every"))]
 PclClBatchnorm = Annotated[str | None, typer.Option(
     "--pcl-cl-batchnorm", help="BatchNorm when embedding for the contrastive term: running (statistics) or "
     "grouped (the released code's: batch statistics per group of images).",
@@ -277,6 +280,7 @@ def train_command(
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: PclGradRatio = None, pcl_warmup_steps: PclWarmupSteps = None,
     pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
+    pcl_d_every: PclDEvery = None,
     disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
     pcl_negatives_from: PclNegativesFrom = None,
     steps: Steps = None, batch_size: Batch = None, patch_size: Patch = None, lr: Lr = None,
@@ -301,6 +305,7 @@ def finetune_command(
     pcl_positives: PclPositives = None, pcl_negatives: PclNegatives = None,
     pcl_grad_ratio: FtPclGradRatio = None, pcl_warmup_steps: FtPclWarmupSteps = None,
     pcl_d_batchnorm: PclDBatchnorm = None, pcl_cl_batchnorm: PclClBatchnorm = None,
+    pcl_d_every: PclDEvery = None,
     disc_width: DiscWidth = None, data_lr: DataLr = None, degradation: Degradation = None,
     pcl_negatives_from: PclNegativesFrom = None,
     steps: FtSteps = None, batch_size: Batch = None, patch_size: Patch = None, lr: FtLr = None,

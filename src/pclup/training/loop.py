@@ -175,11 +175,12 @@ def train(
                 timer.lap("sr_forward")
                 pos, neg = pcl.sample(hr_t, lr_t, step)
                 timer.lap("sampler")
-                d_loss = pcl.discriminator_step(hr_t, sr, pos, neg, autocast)
-                timer.lap("disc_step")
+                if step % cfg.loss.d_every == 0:
+                    losses["d"] = pcl.discriminator_step(hr_t, sr, pos, neg, autocast).detach()
+                    timer.lap("disc_step")
                 cl = pcl.contrastive_term(sr, pos, neg, autocast)
                 timer.lap("embedding")
-                losses.update({"cl": cl.detach(), "d": d_loss.detach()})
+                losses["cl"] = cl.detach()
                 if not cfg.loss.no_grad and torch.isfinite(l1) and torch.isfinite(cl):
                     sr_grad, weight, ratio = pcl.sr_gradient(sr, l1, cl)
                     losses.update({"lambda": torch.tensor(weight), "ratio": torch.tensor(ratio)})
