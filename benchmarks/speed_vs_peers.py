@@ -8,10 +8,16 @@ other processes falls on all of them alike. Reported: median seconds per image, 
 pclup variants:
     fp32-nchw      the network in plain NCHW under inference_mode (what channels_last adds is the difference)
     fp32           Upscaler(precision="fp32"): channels_last + inference_mode (pclup's fp32 default)
-    auto           Upscaler(precision="auto"): on this CPU, whatever pick_precision chooses
+    auto           Upscaler(precision="auto") on these random weights: float32 (auto picks bf16 only for
+                   packaged models whose measurement passed)
+    measured       what ``auto`` runs for the packaged model of this shape where the CPU has native bf16:
+                   bf16 with its recorded float32 layers (default-x4 for compact, edsr-s-pcl-x4 for EDSR-S);
+                   absent for networks without a packaged model
     bf16           Upscaler(precision="bf16"): bf16 autocast + channels_last, even where not native
 
 Peers run as their documentation shows: ``with torch.no_grad(): model(x)`` in fp32 (their default).
+
+The input is ``--size`` square (64 by default; 256 is the size of a typical tile).
 
 Usage: python benchmarks/speed_vs_peers.py [--repeats 5] [--size 64] [--threads N] [--json out.json]
 """
@@ -31,10 +37,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _peers  # noqa: E402
-
 from pclup.device import cpu_has_native_bf16, pick_precision  # noqa: E402
+from pclup.inference.precision import keep_fp32  # noqa: E402
 from pclup.inference.upscale import Upscaler  # noqa: E402
-from pclup.weights import LoadedModel, canonicalize, model_from_state_dict, super_image_overrides  # noqa: E402
+from pclup.weights import (  # noqa: E402
+    LoadedModel,
+    canonicalize,
+    find_pretrained,
+    measured_precision,
+    model_from_state_dict,
+    super_image_overrides,
+)
+
+#: the packaged model whose recorded bf16 settings the "measured" candidate uses, by network
+PACKAGED = {"EDSR-S": "edsr-s-pcl-x4", "compact": "default-x4"}
 
 
 def peers() -> dict[str, tuple[torch.nn.Module, torch.nn.Module, float]]:
@@ -49,6 +65,10 @@ def peers() -> dict[str, tuple[torch.nn.Module, torch.nn.Module, float]]:
         model_from_state_dict(state, "super-image", super_image_overrides({"res_scale": 1}, "edsr", "")),
         1.0,
     )
+    vgg = _peers.import_spandrel_arch("Compact", "SRVGG")
+    compact = vgg.SRVGGNetCompact(num_feat=64, num_conv=3, upscale=4, act_type="prelu").eval()
+    out["compact x4 (spandrel SRVGGNetCompact; default-x4's shape)"] = (
+        compact, model_from_state_dict(dict(compact.state_dict()), "spandrel"), 1.0)
     rcan_mod = _peers.import_spandrel_arch("RCAN")
     rcan = rcan_mod.RCAN(scale=4).eval()
     out["RCAN x4 (spandrel)"] = (rcan, model_from_state_dict(dict(rcan.state_dict()), "spandrel"), 1.0)
@@ -72,12 +92,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--nets", nargs="+", help="only the networks whose name starts with one of these")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
     rows = []
     for name, (peer, ours, _mult) in peers().items():
+        if args.nets and not name.startswith(tuple(args.nets)):
+            continue
         loaded = LoadedModel(ours, name, "benchmark")
         nchw = ours
 
@@ -96,6 +119,14 @@ def main() -> None:
             "auto": Upscaler(loaded, device="cpu", precision="auto", tile=0).upscale_tensor,
             "bf16": Upscaler(loaded, device="cpu", precision="bf16", tile=0).upscale_tensor,
         }
+        packaged = next((find_pretrained(v) for k, v in PACKAGED.items() if name.startswith(k)), None)
+        verdict = measured_precision(packaged.source) if packaged else None
+        if verdict is not None and verdict.passes:
+            import copy
+
+            measured = LoadedModel(copy.deepcopy(ours), name, "benchmark")
+            keep_fp32(measured.model, verdict.fp32_layers)
+            candidates["measured"] = Upscaler(measured, device="cpu", precision="bf16", tile=0).upscale_tensor
         times: dict[str, list[float]] = {k: [] for k in candidates}
         outputs = {}
         for k, fn in candidates.items():  # warm-up (and outputs for the accuracy check)

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .. import images
 from .._fs import libc_trim
-from ..device import pick_device, pick_precision, precision_name, to_channels_last
+from ..device import pick_device, precision_name, to_channels_last
 from ..errors import (
     ImageReadError,
     ImageWriteError,
@@ -93,6 +93,7 @@ class Upscaler:
     channels_last: bool = True
     torch_device: torch.device = field(init=False)
     dtype: torch.dtype = field(init=False)
+    fp32_layers: tuple[str, ...] = field(init=False, default=())
     _bytes_per_px: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -106,8 +107,11 @@ class Upscaler:
                 "or 1-channel (gray) models"
             )
         self.torch_device = pick_device(self.device)
-        self.dtype = pick_precision(self.precision, self.torch_device, self.loaded.arch)
+        from .precision import auto_precision, keep_fp32
+
+        self.dtype, self.fp32_layers = auto_precision(self.precision, self.torch_device, self.loaded)
         model = self.loaded.model.eval().to(self.torch_device)
+        keep_fp32(model, self.fp32_layers)
         if self.channels_last and self.torch_device.type != "mps":
             model = to_channels_last(model)
         self.model = model
@@ -123,9 +127,11 @@ class Upscaler:
     def describe(self) -> str:
         """One line: model, device, precision, tiling."""
         tile = "auto" if self.tile == "auto" else ("off" if not self.tile else str(self.tile))
+        kept = f" (fp32: {', '.join(self.fp32_layers)})" if self.fp32_layers else ""
         return (
             f"{self.loaded.name} ({self.loaded.arch.name} x{self.scale}) on {self.torch_device.type}, "
-            f"{self.precision_name}, tile {tile}{', tta x8' if self.tta else ''}"
+            f"{self.precision_name}{kept}"
+            f", tile {tile}{', tta x8' if self.tta else ''}"
         )
 
     # --- tensors -------------------------------------------------------------------------------------

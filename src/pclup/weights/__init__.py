@@ -22,12 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from .catalogue import (
     FAMILIES,
+    PRECISION_FILE,
+    MeasuredPrecision,
     Pretrained,
     check_model_spec,
     default_model_name,
     family_scale,
     find_pretrained,
     list_pretrained,
+    measured_precision,
+    read_measured_precision,
 )
 from .hub import cached_file, hub_file
 
@@ -87,6 +91,8 @@ __all__ = [
     "WEIGHTS_NAME",
     "SPANDREL_SUFFIXES",
     "LoadedModel",
+    "MeasuredPrecision",
+    "PRECISION_FILE",
     "Pretrained",
     "blend_models",
     "cached_file",
@@ -104,7 +110,9 @@ __all__ = [
     "load_model",
     "load_pretrained",
     "load_weights_strict",
+    "measured_precision",
     "model_from_state_dict",
+    "read_measured_precision",
     "read_state_dict",
     "save_pretrained",
     "spandrel_state_dict",

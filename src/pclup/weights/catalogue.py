@@ -117,6 +117,58 @@ PRETRAINED: tuple[Pretrained, ...] = (
 )
 
 
+PRECISION_FILE = "precision.json"
+
+
+@dataclass(frozen=True)
+class MeasuredPrecision:
+    """How a packaged model runs at a reduced precision, as measured and recorded in its folder's
+    ``precision.json`` (``benchmarks/precision_accuracy.py --record``).
+
+    Attributes:
+        precision: ``"bf16"``.
+        passes: Whether the run met the rule (8-bit output within 1 level of float32's on at least 99.9% of
+            pixels, Set5 and Set14 PSNR within 0.01 dB of float32's).
+        fp32_layers: Submodules kept in float32 inside the reduced-precision run (names as in
+            ``named_modules``), the smallest set that passed.
+        weights_sha256: The SHA-256 of the weights measured.
+    """
+
+    precision: str
+    passes: bool
+    fp32_layers: tuple[str, ...]
+    weights_sha256: str
+
+
+def measured_precision(source: str, precision: str = "bf16") -> MeasuredPrecision | None:
+    """The recorded reduced-precision verdict of the packaged model whose ``source`` this is (None for
+    any other weights, or when nothing valid is recorded)."""
+    by_source = {p.source: p for p in PRETRAINED if p.packaged}
+    pretrained = by_source.get(source)
+    if pretrained is None:
+        return None
+    return read_measured_precision(pretrained.folder() / PRECISION_FILE, precision)
+
+
+def read_measured_precision(path: Path, precision: str = "bf16") -> MeasuredPrecision | None:
+    """The ``precision`` entry of a ``precision.json``; None when the file is missing, too large, not
+    JSON, or lacks the entry or any of its fields in the right type."""
+    import json
+
+    try:
+        if path.stat().st_size > 1 << 20:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        entry = doc[precision]
+        layers, passes, sha = entry["fp32_layers"], entry["passes"], doc["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers)
+            and isinstance(passes, bool) and isinstance(sha, str)):
+        return None
+    return MeasuredPrecision(precision, passes, tuple(layers), sha)
+
+
 def list_pretrained() -> list[Pretrained]:
     """Every built-in model."""
     return list(PRETRAINED)
