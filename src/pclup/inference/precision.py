@@ -88,7 +88,7 @@ def keep_fp32(model: nn.Module, names: Iterable[str]) -> None:
                 return _forward(*(_float(a) for a in args), **{k: _float(v) for k, v in kwargs.items()})
 
         module.forward = fp32_forward  # type: ignore[method-assign]
-        module._pclup_fp32 = True  # type: ignore[assignment]
+        module._pclup_fp32 = True
 
 
 def _float(x: Any) -> Any:
