@@ -87,8 +87,8 @@ def keep_fp32(model: nn.Module, names: Iterable[str]) -> None:
             with torch.autocast(device, enabled=False):
                 return _forward(*(_float(a) for a in args), **{k: _float(v) for k, v in kwargs.items()})
 
-        module.forward = fp32_forward  # type: ignore[method-assign]
-        module._pclup_fp32 = True
+        module.forward = fp32_forward
+        object.__setattr__(module, "_pclup_fp32", True)  # a plain attribute, not a buffer or submodule
 
 
 def _float(x: Any) -> Any:
