@@ -377,6 +377,70 @@ def upscale_file(
     above ``dst`` are created. What ``dst``'s format could not hold (alpha, 16 bits...) is in the
     result's ``notes``.
     """
+    step = upscale_file_pending(upscaler, src, dst, scale=scale, overwrite=overwrite, quality=quality,
+                                progress=progress, png_level=png_level)
+    return step if isinstance(step, FileResult) else step.finish()
+
+
+@dataclass
+class PendingWrite:
+    """An upscaled image not yet written: :meth:`finish` encodes and writes it (in any thread: the image
+    encoders release the GIL, so a batch encodes one file while the network works on the next)."""
+
+    src: Path
+    dst: Path
+    image: images.Image
+    size: tuple[int, int]  # (w, h) in
+    start: float
+    quality: int
+    overwrite: bool
+    png_level: int | None
+
+    @property
+    def nbytes(self) -> int:
+        alpha = self.image.alpha
+        return int(self.image.pixels.nbytes) + (0 if alpha is None else int(alpha.nbytes))
+
+    def finish(self) -> FileResult:
+        """Write the image; the file's result (its time counts from the start of its upscale)."""
+        src, dst = self.src, self.dst
+        try:
+            notes = images.write_image(self.image, dst, quality=self.quality, overwrite=self.overwrite,
+                                       parents=True, png_level=self.png_level)
+        except FileExistsError:
+            return FileResult(src, dst, "skipped", f"{dst} exists (use --overwrite)",
+                              seconds=time.perf_counter() - self.start)
+        except PclupError as e:
+            message = str(e) if isinstance(e, ImageWriteError) else f"cannot write {dst}: {e}"
+            return FileResult(src, None, "failed", message, seconds=time.perf_counter() - self.start)
+        except OSError as e:
+            return FileResult(src, None, "failed", f"{dst}: {e.strerror or e}",
+                              seconds=time.perf_counter() - self.start)
+        except Exception as e:  # noqa: BLE001 - out of memory fails this file only
+            if not is_out_of_memory(e):
+                raise
+            oh, ow = self.image.pixels.shape[:2]
+            return FileResult(src, None, "failed", f"cannot write {dst}: {not_enough_memory((oh, ow))}",
+                              seconds=time.perf_counter() - self.start)
+        oh, ow = self.image.pixels.shape[:2]
+        # the pixels can go before the result is reported
+        self.image = dataclasses.replace(self.image, pixels=self.image.pixels[:0], alpha=None)
+        return FileResult(src, dst, "ok", None, self.size, (ow, oh), time.perf_counter() - self.start, notes)
+
+
+def upscale_file_pending(
+    upscaler: Upscaler,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    scale: float | None = None,
+    overwrite: bool = False,
+    quality: int = 95,
+    progress: Progress | None = None,
+    png_level: int | None = None,
+) -> FileResult | PendingWrite:
+    """:func:`upscale_file` up to the writing: the result of a file that failed or was skipped, else the
+    upscaled image with where it goes."""
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
@@ -394,20 +458,15 @@ def upscale_file(
         trim = libc_trim()
         if trim is not None:  # the network's freed buffers back to the system before the encoder's come
             trim()
-        notes = images.write_image(result, dst, quality=quality, overwrite=overwrite, parents=True,
-                                   png_level=png_level)
-    except FileExistsError:
-        return dataclasses.replace(exists, seconds=time.perf_counter() - start)
-    except PclupError as e:  # read and write errors name their file; name it for the others
+    except PclupError as e:  # read errors name their file; name it for the others
         message = str(e) if isinstance(e, (ImageReadError, ImageWriteError)) else f"cannot upscale {src}: {e}"
         return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
     except OSError as e:
-        message = f"{dst}: {e.strerror or e}"
+        message = f"{src}: {e.strerror or e}"
         return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
     except Exception as e:  # noqa: BLE001 - out of memory fails this file only
         if not is_out_of_memory(e) or size is None:
             raise
         message = f"cannot upscale {src}: {not_enough_memory(size)}"
         return FileResult(src, None, "failed", message, seconds=time.perf_counter() - start)
-    oh, ow = result.pixels.shape[:2]
-    return FileResult(src, dst, "ok", None, (w, h), (ow, oh), time.perf_counter() - start, notes)
+    return PendingWrite(src, dst, result, (w, h), start, quality, overwrite, png_level)
