@@ -46,3 +46,18 @@ def test_bands_reach_the_sink_in_order_and_cover_the_output_once() -> None:
     assert [top for top, _ in bands] == sorted(top for top, _ in bands)
     assert torch.equal(torch.cat([rows for _, rows in bands], 2), whole)
     assert bands[0][0] == 0 and sum(rows.shape[2] for _, rows in bands) == 140
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_quantize_into_equals_from_tensor(layout: torch.memory_format, dtype: type) -> None:
+    """Bit for bit, NaN, infinities and values outside [0, 1] included, in either memory layout."""
+    t = torch.rand(1, 3, 17, 23, generator=torch.Generator().manual_seed(2)) * 1.4 - 0.2
+    t[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), float("-inf"), 0.5 / 255])
+    t = t.contiguous(memory_format=layout)
+    expected = images.from_tensor(t.clone(), dtype)
+    out = np.full((17, 23, 3), 7, dtype)
+    images.quantize_into(t, out)
+    assert np.array_equal(out, expected)
+    with pytest.raises(ValueError, match="shape"):
+        images.quantize_into(torch.rand(1, 3, 4, 4), np.empty((4, 5, 3), np.uint8))

@@ -38,10 +38,10 @@ MAX_IMAGE_PIXELS: int | None = 178_956_970
 
 # The tensor side needs torch, which takes a second or more to import: loaded on first use, so that reading,
 # writing and listing images (and the commands that only check their inputs) do not pay for it.
-_TENSOR_SIDE = ("from_tensor", "prepare_rgb_for_alpha", "to_tensor", "upscale_alpha")
+_TENSOR_SIDE = ("from_tensor", "prepare_rgb_for_alpha", "quantize_into", "to_tensor", "upscale_alpha")
 
 if TYPE_CHECKING:
-    from .arrays import from_tensor, prepare_rgb_for_alpha, to_tensor, upscale_alpha
+    from .arrays import from_tensor, prepare_rgb_for_alpha, quantize_into, to_tensor, upscale_alpha
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +61,7 @@ __all__ = [
     "Image",
     "choose_extension",
     "from_tensor",
+    "quantize_into",
     "image_files",
     "prepare_rgb_for_alpha",
     "read_image",

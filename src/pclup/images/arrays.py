@@ -89,6 +89,26 @@ def from_tensor(
     return out
 
 
+def quantize_into(t: torch.Tensor, out: np.ndarray) -> None:
+    """:func:`from_tensor` into an existing array, the same values bit for bit, using ``t`` as scratch.
+
+    Args:
+        t: ``(1, C, H, W)`` float32 CPU tensor in [0, 1] (NaN becomes 0, values are clamped); overwritten.
+        out: ``(H, W, C)`` uint8 or uint16 array (C-contiguous rows) that receives the pixels.
+    """
+    if t.ndim != 4 or t.shape[0] != 1 or t.dtype != torch.float32 or t.device.type != "cpu":
+        raise ValueError(f"expected a (1, C, H, W) float32 CPU tensor, got {tuple(t.shape)} {t.dtype}")
+    hwc = (t.shape[2], t.shape[3], t.shape[1])
+    if out.shape != hwc:
+        raise ValueError(f"out has shape {out.shape}, the tensor holds {hwc}")
+    if out.dtype != np.uint8 or not out.flags.c_contiguous:  # uint16: numpy casts (torch's uint16 is thin)
+        out[...] = from_tensor(t, out.dtype)
+        return
+    # in place, one pass each: NaN -> 0, clamp, scale, round; then one cast straight into the pixels
+    t = torch.nan_to_num_(t, nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
+    torch.from_numpy(out).copy_(t[0].permute(1, 2, 0))
+
+
 def upscale_alpha(alpha: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Resize an alpha channel on its own path: bicubic (antialiased when shrinking), clamped.
 

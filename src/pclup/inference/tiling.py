@@ -41,7 +41,10 @@ def _run_in_bands(
     top = 0  # first output row not yet handed over
     carry: Tensor | None = None  # accumulated rows [top, rows[i].stop * scale) from earlier tile rows
     for i, r in enumerate(rows):
-        band = torch.zeros(1, c, r.stop * scale - top, w * scale, dtype=torch.float32)
+        # channels-last, the layout the network's output comes in on CPUs: the weighted add reads both
+        # in order, and the band's rows are already in the (H, W, C) order of the integer image
+        band = torch.empty(1, c, r.stop * scale - top, w * scale, dtype=torch.float32,
+                           memory_format=torch.channels_last).zero_()
         if carry is not None:
             band[:, :, : carry.shape[2]] = carry
         row_weight = axis_weights(rows, i, scale)[:, None]
@@ -49,7 +52,9 @@ def _run_in_bands(
         for j, col in enumerate(cols):
             piece = forward(x[:, :, r.start : r.stop, col.start : col.stop].to(device)).float().cpu()
             weight = row_weight * col_weights[j][None, :]
-            band[:, :, offset:, col.start * scale : col.stop * scale] += piece * weight
+            in_place = not piece.is_inference() or torch.is_inference_mode_enabled()
+            piece = piece.mul_(weight) if in_place else piece * weight
+            band[:, :, offset:, col.start * scale : col.stop * scale] += piece
             done += 1
             if progress:
                 progress(done, total)

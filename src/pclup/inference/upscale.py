@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,9 @@ class Upscaler:
 
     # --- tensors -------------------------------------------------------------------------------------
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def _forward(self, x: Tensor, *, inference: bool = False) -> Tensor:
+        """The network on one tile. Its output is an ordinary tensor that callers may update in place,
+        unless ``inference``: then an inference tensor (no copy), for callers inside inference mode."""
         if self.channels_last and self.torch_device.type != "mps":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -145,8 +148,8 @@ class Upscaler:
             else:
                 with torch.autocast(self.torch_device.type, dtype=self.dtype):
                     y = self.model(x)
-        y = y.float().contiguous()
-        return y.clone() if y.is_inference() else y  # callers update it in place, outside inference mode
+        y = y.float()  # in the network's layout (channels-last on CPUs): nothing reads it in another order
+        return y.clone() if y.is_inference() and not inference else y
 
     def tile_for(self, h: int, w: int) -> int | None:
         """The tile side used for an ``h`` x ``w`` input: None when the whole image is one tile."""
@@ -178,8 +181,10 @@ class Upscaler:
         while True:
             try:
                 if sink is not None and not self.tta:
-                    run_tiled(self._forward, x, self.scale, tile, self.tile_overlap, self.torch_device,
-                              progress, sink=sink)
+                    # the bands and the sink's work in inference mode too: the tiles need no copy out of it
+                    with torch.inference_mode():
+                        run_tiled(partial(self._forward, inference=True), x, self.scale, tile,
+                                  self.tile_overlap, self.torch_device, progress, sink=sink)
                     return x.new_empty(0)
                 if not self.tta:
                     return one_pass(x, progress)
@@ -309,7 +314,7 @@ def upscale_image(
         out = np.empty((h * s, w * s, 3), pixels.dtype)
 
         def sink(top: int, rows: Tensor) -> None:
-            out[top : top + rows.shape[2]] = images.from_tensor(rows.clamp_(0, 1), pixels.dtype)
+            images.quantize_into(rows, out[top : top + rows.shape[2]])
 
         upscaler.run_model(x.float().cpu(), progress, sink=sink)
     else:
