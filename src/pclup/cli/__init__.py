@@ -58,9 +58,46 @@ app.command("convert", cls=HelpCommand)(convert)
 app.command("export", cls=HelpCommand)(export)
 
 
+#: Commands whose process ends without the interpreter's teardown once their work is done and written:
+#: with torch loaded, the teardown alone takes about 0.3 s, spent after the user's file is complete.
+QUICK_EXIT_COMMANDS = ("upscale",)
+
+
 def main() -> None:
     """Console-script entry point."""
     import logging
+    import sys
 
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry chatter is not for our users
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT_COMMANDS:
+            quick_exit(e.code)
+        raise
+
+
+def quick_exit(code: object) -> None:
+    """End the process now with ``code`` (as ``SystemExit`` would), skipping the interpreter's teardown:
+    only when torch is loaded (else there is nothing to gain) and no other thread is running (the
+    outputs are written and closed by then; a running thread could still be writing). Returns, doing
+    nothing, otherwise."""
+    import logging
+    import os
+    import sys
+    import threading
+
+    if "torch" not in sys.modules or threading.active_count() > 1:
+        return
+    if isinstance(code, str):  # SystemExit("message"): printed, exit status 1
+        sys.stderr.write(code + "\n")
+        status = 1
+    else:
+        status = int(code or 0) if isinstance(code, (int, bool)) or code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    logging.shutdown()
+    os._exit(status)
