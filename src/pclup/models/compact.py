@@ -107,6 +107,36 @@ class Compact(SRModel):
         return out + F.interpolate(x, scale_factor=s, mode="nearest")
 
 
+def deepen(model: Compact, n_convs: int) -> Compact:
+    """The same function as ``model`` with ``n_convs`` trunk convolutions: the extra ones, appended after its
+    own, are identities (3x3 kernels with the identity at the centre, zero bias, PReLU slope 1; after a ReLU
+    its inputs are never negative), so the deeper network starts where ``model`` is and can learn more.
+
+    Raises:
+        ValueError: ``n_convs`` below ``model``'s, or a LeakyReLU model (its negative inputs would change).
+    """
+    import torch
+
+    c = model.config
+    if n_convs < c.n_convs:
+        raise ValueError(f"deepen: {n_convs} convolutions is fewer than the model's {c.n_convs}")
+    if c.act_type == "leakyrelu":
+        raise ValueError("deepen: a LeakyReLU network has no identity layer (its slope is fixed)")
+    deeper = Compact(CompactConfig(scale=c.scale, n_feats=c.n_feats, n_convs=n_convs, n_colors=c.n_colors,
+                                   act_type=c.act_type))
+    state = dict(model.state_dict())
+    with torch.no_grad():
+        for i in range(c.n_convs, n_convs):
+            weight = torch.zeros(c.n_feats, c.n_feats, 3, 3)
+            weight[:, :, 1, 1] = torch.eye(c.n_feats)
+            state[f"trunk.{i}.conv.weight"] = weight
+            state[f"trunk.{i}.conv.bias"] = torch.zeros(c.n_feats)
+            if c.act_type == "prelu":
+                state[f"trunk.{i}.act.weight"] = torch.ones(c.n_feats)
+    deeper.load_state_dict(state)
+    return deeper.to(next(model.parameters()).device)
+
+
 _MAX_CONVS = int(next(f for f in fields(CompactConfig) if f.name == "n_convs").metadata["range"][1])
 _BODY_KEY = re.compile(r"^body\.(\d+)\.(weight|bias)$")
 

@@ -218,6 +218,7 @@ def blend_models(a: LoadedModel, b: LoadedModel, t: float, name: str | None = No
 
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"blend weight {t} is outside [0, 1]")
+    a, b = _same_depth(a, b), _same_depth(b, a)  # a compact network grown from the other: same depth
     if not (a.native and b.native) or type(a.model) is not type(b.model) or a.model.config != b.model.config:
         raise IncompatibleCheckpointError(
             f"cannot blend {a.name} and {b.name}: not the same architecture and settings"
@@ -233,3 +234,19 @@ def blend_models(a: LoadedModel, b: LoadedModel, t: float, name: str | None = No
     model.eval()
     metadata = {**a.metadata, "blend": f"{1 - t:g} x {a.name} + {t:g} x {b.name}"}
     return LoadedModel(model, name or f"{a.name}+{b.name}@{t:g}", f"{a.source} + {b.source}", metadata)
+
+
+def _same_depth(a: LoadedModel, b: LoadedModel | None = None) -> LoadedModel:
+    """``a``, or, when ``a`` and ``b`` are compact networks that differ only in depth and ``a`` is the
+    shallower, ``a`` deepened with identity layers to ``b``'s depth (the same function: see
+    :func:`pclup.models.compact.deepen`), so that a photo model grown from a default model blends with it."""
+    from dataclasses import replace
+
+    from ..models.compact import Compact, deepen
+
+    if b is None or not (isinstance(a.model, Compact) and isinstance(b.model, Compact)):
+        return a
+    ca, cb = a.model.config, b.model.config
+    if ca.n_convs >= cb.n_convs or replace(ca, n_convs=cb.n_convs) != cb or ca.act_type == "leakyrelu":
+        return a
+    return LoadedModel(deepen(a.model, cb.n_convs).eval(), a.name, a.source, a.metadata)
