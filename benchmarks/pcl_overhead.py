@@ -9,7 +9,7 @@ trainer's per-phase timers say where the time goes. ``--precision`` fp32 (the st
 figures.
 
 Usage: python benchmarks/pcl_overhead.py [--steps 8] [--archs compact edsr-s] [--precision fp32 auto]
-           [--threads 1] [--json out.json]
+           [--threads 1] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pcl-width16-d-every2": {"disc_width": 16, "pcl_d_every": 2},
     "pcl-width16-d-every4": {"disc_width": 16, "pcl_d_every": 4},
     "pcl-width16-hr-only-d-every2": {"disc_width": 16, "pcl_positives": 0, "pcl_d_every": 2},
+    "pcl-width16-hr-only-d-every4": {"disc_width": 16, "pcl_positives": 0, "pcl_d_every": 4},
 }
 
 
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="L1/PCL pairs per row; the median ratio")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,16 +92,24 @@ def main() -> None:
     rows = []
     for arch in args.archs:
         for precision in args.precision:
-            l1 = measure(arch, "l1", args.steps, data, args.batch_size, args.patch_size, precision, {})
             for variant in args.variants:
-                pcl = measure(arch, "pcl", args.steps, data, args.batch_size, args.patch_size, precision,
-                              VARIANTS[variant])
-                ratio = pcl["step_seconds"] / l1["step_seconds"]  # type: ignore[operator]
+                # rounds of (L1, PCL) measured back to back: the ratio of each round, then their median, so
+                # that a slow or fast stretch of the machine falls on both halves of a ratio
+                rounds = []
+                for _ in range(args.rounds):
+                    l1 = measure(arch, "l1", args.steps, data, args.batch_size, args.patch_size, precision, {})
+                    pcl = measure(arch, "pcl", args.steps, data, args.batch_size, args.patch_size, precision,
+                                  VARIANTS[variant])
+                    rounds.append((pcl["step_seconds"] / l1["step_seconds"], l1, pcl))  # type: ignore[operator]
+                rounds.sort(key=lambda r: r[0])
+                ratio, l1, pcl = rounds[len(rounds) // 2]
+                spread = [round(r[0], 3) for r in rounds]
                 rows.append({"arch": arch, "precision": precision, "variant": variant, "l1": l1, "pcl": pcl,
-                             "ratio": ratio})
+                             "ratio": ratio, "round_ratios": spread})
                 phases = ", ".join(f"{k} {v:.3f}" for k, v in pcl["phases"].items())  # type: ignore[union-attr]
                 print(f"{arch} {precision} {variant}: L1 {l1['step_seconds']:.3f} s/step, PCL "
-                      f"{pcl['step_seconds']:.3f} s/step, ratio {ratio:.2f} ({phases})", flush=True)
+                      f"{pcl['step_seconds']:.3f} s/step, ratio {ratio:.2f} (rounds {spread}; {phases})",
+                      flush=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu_flags": cpu_flags(), "batch_size": args.batch_size, "patch_size": args.patch_size}
     print(json.dumps(meta))

@@ -12,7 +12,8 @@ arm's flags, one thread each. A run whose ``model/`` exists is skipped; one with
 ``RUNS/<name>.out``, the queue's progress to ``RUNS/queue.log``.
 
 The cheap arm (``-lite``: HR-only positives, a 16-wide discriminator stepped every second step, ratio 0.05:
-the settings that meet the cost budget) runs last for both networks. The HR-only arm (and width 64, and the released BatchNorm grouping for L_CL) takes the automatic-lambda ratio that did better on Set5 validation over
+the settings that meet EDSR-S's cost budget) runs last for both networks; ``-lite4`` steps the
+discriminator every fourth step instead, what the compact network's budget needs. The HR-only arm (and width 64, and the released BatchNorm grouping for L_CL) takes the automatic-lambda ratio that did better on Set5 validation over
 the seeds finished when it starts (both ratio arms of every compact seed run first); EDSR-S's PCL arm takes
 the ratio and positives of the best compact PCL arm, judged the same way.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RATIOS = ("0.05", "0.2")
 LITE = ["--pcl-grad-ratio", "0.05", "--pcl-positives", "0", "--disc-width", "16", "--pcl-d-every", "2"]
+LITE4 = [*LITE[:-1], "4"]
 
 
 def arms() -> list[tuple[str, str, int, list[str] | str]]:
@@ -54,6 +56,8 @@ def arms() -> list[tuple[str, str, int, list[str] | str]]:
     # discriminator stepped on every second step, the ratio of the best arm
     for seed in (1, 2, 3):
         jobs.append((f"compact-pcl-lite-s{seed}", "compact", seed, LITE))
+    for seed in (1, 2, 3):  # the compact network's budget (3x) needs the discriminator every 4th step
+        jobs.append((f"compact-pcl-lite4-s{seed}", "compact", seed, LITE4))
     for seed in (1, 2):
         jobs.append((f"edsr-s-pcl-lite-s{seed}", "edsr-s", seed, LITE))
     # No no-grad arm for seeds 2 and 3: seed 1's weights came out bit-identical to L1's (the discriminator
