@@ -61,3 +61,17 @@ def test_quantize_into_equals_from_tensor(layout: torch.memory_format, dtype: ty
     assert np.array_equal(out, expected)
     with pytest.raises(ValueError, match="shape"):
         images.quantize_into(torch.rand(1, 3, 4, 4), np.empty((4, 5, 3), np.uint8))
+
+
+def test_progress_counts_every_tile_of_one_large_image() -> None:
+    """Per-tile progress (what the progress bar's percentage and ETA come from): one call per tile, in
+    order, ending at the total."""
+    torch.manual_seed(0)
+    up = Upscaler(LoadedModel(tiny_model("compact", 2).eval(), "tiny", "test"), device="cpu", precision="fp32",
+                  tile=16, tile_overlap=4)
+    seen: list[tuple[int, int]] = []
+    upscale_image(up, images.Image(pixels=_photo(45, 61, np.uint8), format="PNG"),
+                  progress=lambda done, total: seen.append((done, total)))
+    total = seen[0][1]
+    assert total > 4
+    assert seen == [(i, total) for i in range(1, total + 1)]
