@@ -157,8 +157,13 @@ def denoised_model(model: str | None, scale: float | None, denoise: float) -> Lo
     from ..weights import blend_models, load_model
 
     s = family_scale("photo", scale)
+    name = f"photo-x{s} (denoise {denoise:g})"
+    if denoise in (0, 1):  # an end of the dial is that model itself (and runs as it does, precision included)
+        import dataclasses
+
+        return dataclasses.replace(load_model(f"{'photo' if denoise else 'default'}-x{s}"), name=name)
     clean, photo = load_model(f"default-x{s}"), load_model(f"photo-x{s}")
-    return blend_models(clean, photo, denoise, name=f"photo-x{s} (denoise {denoise:g})")
+    return blend_models(clean, photo, denoise, name=name)
 
 
 def plan_upscale(
