@@ -149,6 +149,26 @@ def test_clean_probability_one_is_the_bicubic_downscale() -> None:
     assert np.array_equal(lr.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), expected)
 
 
+def test_jpeg_only_samples_are_the_bicubic_downscale_as_a_pillow_jpeg() -> None:
+    """jpeg_only_prob 1: the bicubic LR saved by Pillow at a quality drawn from jpeg_only_quality (a range
+    of one value here, so the quality is known)."""
+    hr8 = _photo().mul(255).round().to(torch.uint8)
+    d = Degradation(jpeg_only_prob=1.0, jpeg_only_quality=(35.0, 35.0))
+    lr = d.apply(hr8, 4, torch.Generator().manual_seed(0))
+    bic = bicubic_downscale_uint8(hr8.permute(1, 2, 0).numpy(), 4)
+    buf = io.BytesIO()
+    PILImage.fromarray(bic).save(buf, format="JPEG", quality=35)
+    expected = np.asarray(PILImage.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    assert np.array_equal(lr.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), expected)
+    # a share of the samples: about that share are JPEG-only, each seeded
+    mixed = Degradation(jpeg_only_prob=0.5)
+    jpeg_only = sum(
+        float((mixed.apply(hr8, 4, torch.Generator().manual_seed(s))
+               - Degradation(jpeg_only_prob=1.0).apply(hr8, 4, torch.Generator().manual_seed(s))).abs().max())
+        == 0.0 for s in range(40))
+    assert 10 <= jpeg_only <= 30
+
+
 def test_degraded_input_is_further_from_hr_than_bicubic() -> None:
     hr = _photo(128, 128)
     bic = torch.from_numpy(
@@ -192,6 +212,10 @@ def test_toml_round_trip(tmp_path) -> None:
     assert back is not None
     assert back.first == d.first and back.second == d.second and back.final == d.final
     assert back.clean_prob == 0.2 and back.name == "mine"
+    d = Degradation(jpeg_only_prob=0.3, jpeg_only_quality=(25.0, 60.0))
+    f.write_text(d.to_toml())
+    back = load_degradation(f)
+    assert back is not None and back.jpeg_only_prob == 0.3 and back.jpeg_only_quality == (25.0, 60.0)
 
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path) -> None:
@@ -216,6 +240,9 @@ def test_a_partial_file_keeps_the_other_defaults(tmp_path) -> None:
         ("[degradation.first]\nkernel_size = [7.5, 9]\n", "must be integers"),
         ("[degradation.first]\nblur_sigma = [0.2, nan]\n", "finite number"),
         ("[degradation.first\n", "not valid TOML"),
+        ("[degradation]\njpeg_only_prob = 2\n", "jpeg_only_prob must be in [0, 1]"),
+        ("[degradation]\njpeg_only_quality = [80, 20]\n", "jpeg_only_quality must be [lo, hi]"),
+        ("[degradation]\njpeg_only_quality = 30\n", "jpeg_only_quality must be a [lo, hi] pair"),
     ],
 )
 def test_bad_degradation_files_are_refused_by_name(tmp_path, text: str, words: str) -> None:

@@ -137,6 +137,10 @@ class Degradation:
     second: Stage = field(default_factory=_second)
     final: Final = field(default_factory=Final)
     clean_prob: float = 0.0
+    # the chance a sample (not left clean) is the bicubic downscale saved as a JPEG, nothing else: the web
+    # photo's damage (0 in Real-ESRGAN), at a quality drawn from jpeg_only_quality
+    jpeg_only_prob: float = 0.0
+    jpeg_only_quality: tuple[float, float] = (20.0, 90.0)
     name: str = "realistic"
 
     def __post_init__(self) -> None:
@@ -170,6 +174,10 @@ class Degradation:
         lr_size = (h // scale, w // scale)
         if self.clean_prob > 0 and _uniform(generator) < self.clean_prob:
             return _bicubic_uint8(hr, scale)
+        if self.jpeg_only_prob > 0 and _uniform(generator) < self.jpeg_only_prob:  # no draw when 0
+            quality = _uniform(generator, *self.jpeg_only_quality)
+            low = jpeg(_bicubic_uint8(hr, scale).unsqueeze(0).to(dtype), quality)
+            return low.mul(255).clamp_(0, 255).round_().div_(255).squeeze(0).to(torch.float32)
         x = self._stage(x, self.first, generator, target=None)
         x = self._stage(x, self.second, generator, target=lr_size)
         fin = self.final
@@ -246,7 +254,9 @@ class Degradation:
 
     def to_toml(self) -> str:
         """This pipeline's ranges as a ``[degradation]`` TOML table (:func:`load_degradation` reads it)."""
-        lines = ["[degradation]", f"clean_prob = {_value(self.clean_prob)}"]
+        lines = ["[degradation]", f"clean_prob = {_value(self.clean_prob)}",
+                 f"jpeg_only_prob = {_value(self.jpeg_only_prob)}",
+                 f"jpeg_only_quality = {_value(self.jpeg_only_quality)}"]
         for part in ("first", "second", "final"):
             lines += ["", f"[degradation.{part}]"]
             for f in dataclasses.fields(getattr(self, part)):
@@ -274,6 +284,8 @@ def _problems(d: Degradation) -> list[str]:
             out.append(f"{name} must be [lo, hi] with {lo} <= lo <= hi <= {hi}, got {list(r)}")
 
     prob("clean_prob", d.clean_prob)
+    prob("jpeg_only_prob", d.jpeg_only_prob)
+    rng("jpeg_only_quality", d.jpeg_only_quality, 1, 100)
     for part in ("first", "second"):
         st: Stage = getattr(d, part)
         for name in (
@@ -488,14 +500,20 @@ def degradation_from_mapping(
 ) -> Degradation:
     """A :class:`Degradation` from a mapping as :meth:`Degradation.to_toml` writes it."""
     top: dict[str, Any] = {}
-    known_top = {"clean_prob", "first", "second", "final"}
+    known_top = {"clean_prob", "jpeg_only_prob", "jpeg_only_quality", "first", "second", "final"}
     unknown = sorted(set(data) - known_top)
     if unknown:
         raise UsageError(
             f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known_top))}"
         )
-    if "clean_prob" in data:
-        top["clean_prob"] = _number(f"{source}: clean_prob", data["clean_prob"])
+    for key in ("clean_prob", "jpeg_only_prob"):
+        if key in data:
+            top[key] = _number(f"{source}: {key}", data[key])
+    if "jpeg_only_quality" in data:
+        value = data["jpeg_only_quality"]
+        if not isinstance(value, list) or len(value) != 2:
+            raise UsageError(f"{source}: jpeg_only_quality must be a [lo, hi] pair, not {value!r}")
+        top["jpeg_only_quality"] = tuple(_number(f"{source}: jpeg_only_quality", v) for v in value)
     defaults = Degradation()
     for part, cls in (("first", Stage), ("second", Stage), ("final", Final)):
         if part not in data:
