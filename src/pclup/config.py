@@ -37,7 +37,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-LOSSES = ("l1", "pcl")
+LOSSES = ("l1", "l2", "pcl")
 PCL_FORMS = ("infonce", "cosine")
 D_BATCHNORM = ("joint", "separate")
 CL_BATCHNORM = ("running", "grouped")
@@ -76,7 +76,7 @@ class ModelConfig:
 class LossConfig:
     """L1, or L1 + weight * L_CL with the embedding network (the discriminator) that L_CL needs."""
 
-    kind: str = "pcl"  # l1 | pcl
+    kind: str = "pcl"  # l1 | l2 (mean squared error: what PSNR measures) | pcl (L1 + lambda * L_CL)
     weight: float = 0.01  # lambda in L1 + lambda * L_CL (see docs/training.md for why so small)
     grad_ratio: float = 0.0  # > 0: lambda set each step so that |grad L_CL| = grad_ratio * |grad L1| on SR
     warmup_steps: int = 0  # steps training the embedding network alone (SR frozen) before L_CL reaches SR

@@ -41,8 +41,10 @@ PclNegativesFrom = Annotated[str | None, typer.Option(
     "and JPEG-compressed HR) or auto (degraded when the LR is degraded or paired).",
     show_default=_d("pcl_negatives_from"))]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", min=1, help="Scale.", show_default=_d("scale"))]
-Loss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_d("loss"))]
-FtLoss = Annotated[str | None, typer.Option("--loss", help="l1 or pcl.", show_default=_ft("loss"))]
+Loss = Annotated[str | None, typer.Option("--loss", help="l1, l2 (mean squared error) or pcl (L1 + lambda "
+                                          "* L_CL).", show_default=_d("loss"))]
+FtLoss = Annotated[str | None, typer.Option("--loss", help="l1, l2 (mean squared error) or pcl (L1 + lambda "
+                                            "* L_CL).", show_default=_ft("loss"))]
 PclWeight = Annotated[str | None, typer.Option(
     "--pcl-lambda", "--pcl-weight", help="lambda in L1 + lambda * L_CL: a number, or 'auto' (set each step "
     "so that the contrastive gradient is --pcl-grad-ratio times L1's).", show_default=_d("pcl_weight"))]

@@ -168,8 +168,12 @@ def train(
             timer.lap("data")
             with autocast():
                 sr = train_model(lr_t).float()
-            loss = l1 = F.l1_loss(sr, hr_t)
-            losses = {"l1": l1.detach()}
+            if cfg.loss.kind == "l2":
+                loss = l1 = F.mse_loss(sr, hr_t)
+                losses = {"l2": l1.detach()}
+            else:
+                loss = l1 = F.l1_loss(sr, hr_t)
+                losses = {"l1": l1.detach()}
             sr_grad: torch.Tensor | None = None
             if pcl is not None:  # the discriminator steps first; L_CL then sees the embedding net it made
                 timer.lap("sr_forward")
