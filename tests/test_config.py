@@ -27,8 +27,8 @@ def test_unknown_keys_and_bad_values_are_one_line_usage_errors(tmp_path: Path) -
     with pytest.raises(UsageError) as e:
         resolve_config(path, {})
     assert "stpes" in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(UsageError, match="loss 'l2'"):
-        config_from_mapping({"loss": "l2"})
+    with pytest.raises(UsageError, match="loss 'l3'"):
+        config_from_mapping({"loss": "l3"})
     (tmp_path / "bad.toml").write_text("steps = = 3")
     with pytest.raises(UsageError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
