@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_flags
 
 from pclup.config import config_from_mapping
 from pclup.training.loop import StepInfo, train
@@ -43,15 +43,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pcl-width16-hr-only-d-every2": {"disc_width": 16, "pcl_positives": 0, "pcl_d_every": 2},
     "pcl-width16-hr-only-d-every4": {"disc_width": 16, "pcl_positives": 0, "pcl_d_every": 4},
 }
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return platform.processor()
-    have = set(flags.split(":", 1)[1].split())
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have) or "none"
 
 
 def measure(arch: str, loss: str, steps: int, data: Path, batch: int, patch: int, precision: str,

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PHASED = r'''
@@ -57,16 +59,6 @@ finally:
     acc["in_process"] = time.perf_counter() - t0
     print("PHASES " + json.dumps(acc), file=sys.stderr)
 '''
-
-
-def cpu_flags() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        flags = next(line for line in lines if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    have = set(flags.split(":", 1)[1].split())
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have) or "none"
 
 
 def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _machine import cpu_flags  # noqa: E402
 
 from pclup import images  # noqa: E402
 from pclup.bench import load_hr  # noqa: E402
@@ -44,17 +45,6 @@ from pclup.inference.precision import RULE_SETS, keep_fp32, passes_rule  # noqa:
 from pclup.inference.upscale import Upscaler  # noqa: E402
 from pclup.metrics import evaluate_pair  # noqa: E402
 from pclup.weights import PRECISION_FILE, LoadedModel, find_pretrained, load_model  # noqa: E402
-
-
-def cpu_flags() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        flags = next(line for line in lines if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return platform.processor()
-    have = set(flags.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in have) or "none"
 
 
 def _upscaler(loaded: LoadedModel, precision: str) -> Upscaler:

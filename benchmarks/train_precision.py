@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pcl_overhead import cpu_flags  # noqa: E402
+from _machine import cpu_flags  # noqa: E402
 
 from pclup.bench import benchmark  # noqa: E402
 from pclup.config import config_from_mapping  # noqa: E402
