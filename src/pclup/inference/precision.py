@@ -11,7 +11,6 @@ devices that compute bfloat16 natively; any other weights stay float32 under ``a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..device import native_bf16, pick_precision
-from ..weights import WEIGHTS_NAME, LoadedModel, MeasuredPrecision, list_pretrained, measured_precision
+from ..weights import LoadedModel, MeasuredPrecision, measured_precision
 
 #: The rule's thresholds.
 MIN_WITHIN_ONE_LEVEL = 0.999
@@ -60,13 +59,7 @@ def recorded_bf16(loaded: LoadedModel) -> MeasuredPrecision | None:
     """The recorded bf16 verdict of a packaged model (None for any other weights)."""
     if not loaded.native:
         return None
-    verdict = measured_precision(loaded.source, "bf16")
-    pretrained = next((p for p in list_pretrained() if p.packaged and p.source == loaded.source), None)
-    if verdict is None or pretrained is None:
-        return None
-    # a measurement holds for the weights measured: re-shipped weights fall back to float32 until re-measured
-    digest = hashlib.sha256((pretrained.folder() / WEIGHTS_NAME).read_bytes()).hexdigest()
-    return verdict if digest == verdict.weights_sha256 else None
+    return measured_precision(loaded.source, "bf16")
 
 
 def keep_fp32(model: nn.Module, names: Iterable[str]) -> None:

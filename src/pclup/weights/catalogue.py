@@ -141,13 +141,21 @@ class MeasuredPrecision:
 
 
 def measured_precision(source: str, precision: str = "bf16") -> MeasuredPrecision | None:
-    """The recorded reduced-precision verdict of the packaged model whose ``source`` this is (None for
-    any other weights, or when nothing valid is recorded)."""
+    """The recorded reduced-precision verdict of the packaged model whose ``source`` this is: None for any
+    other weights, when nothing valid is recorded, or when the record is of other weights than those
+    shipped (re-shipped weights fall back to float32 until measured again)."""
+    import hashlib
+
     by_source = {p.source: p for p in PRETRAINED if p.packaged}
     pretrained = by_source.get(source)
     if pretrained is None:
         return None
-    return read_measured_precision(pretrained.folder() / PRECISION_FILE, precision)
+    folder = pretrained.folder()
+    verdict = read_measured_precision(folder / PRECISION_FILE, precision)
+    if verdict is None:
+        return None
+    digest = hashlib.sha256((folder / pretrained.filename).read_bytes()).hexdigest()
+    return verdict if digest == verdict.weights_sha256 else None
 
 
 def read_measured_precision(path: Path, precision: str = "bf16") -> MeasuredPrecision | None:
