@@ -51,6 +51,17 @@ def data_dir(needs: str = "Set5") -> Path:
     pytest.skip("the test sets are not here (set PCLUP_DATA)")
 
 
+def noise_images(folder: Path, height: int, width: int, count: int = 3) -> Path:
+    """``count`` seeded random RGB PNGs (``0.png``...) of ``height`` x ``width`` in ``folder``: a training set."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
 def tiny_model(arch: str, scale: int = 2) -> torch.nn.Module:
     """``arch`` in its TINY configuration; a test fails for an architecture that has none."""
     from pclup.models import get_arch

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import noise_images
 from pclup.cli import app
 from pclup.config import TrainConfig, config_from_mapping, resolve_config, to_toml, tomllib
 from pclup.errors import PclupError
@@ -33,11 +34,7 @@ NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("train")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return folder
+    return noise_images(tmp_path_factory.mktemp("train"), 40, 44)
 
 
 def _settings(data: Path, out: Path, **kw: object) -> dict[str, object]:

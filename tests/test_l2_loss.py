@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from conftest import noise_images
 from pclup.config import config_from_mapping
 from pclup.errors import UsageError
 from pclup.training.loop import StepInfo, train
@@ -18,11 +17,7 @@ from pclup.weights import read_state_dict
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("train")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return folder
+    return noise_images(tmp_path_factory.mktemp("train"), 48, 48)
 
 
 def _train(data: Path, out: Path, loss: str) -> tuple[Path, list[StepInfo]]:
