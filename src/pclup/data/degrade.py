@@ -177,7 +177,7 @@ class Degradation:
         if self.jpeg_only_prob > 0 and _uniform(generator) < self.jpeg_only_prob:  # no draw when 0
             quality = _uniform(generator, *self.jpeg_only_quality)
             low = jpeg(_bicubic_uint8(hr, scale).unsqueeze(0).to(dtype), quality)
-            return low.mul(255).clamp_(0, 255).round_().div_(255).squeeze(0).to(torch.float32)
+            return _to_levels(low)
         x = self._stage(x, self.first, generator, target=None)
         x = self._stage(x, self.second, generator, target=lr_size)
         fin = self.final
@@ -201,7 +201,7 @@ class Degradation:
             x = _resize(x, lr_size, mode)
             if sinc is not None:
                 x = filter2d(x, sinc)
-        return x.mul(255).clamp_(0, 255).round_().div_(255).squeeze(0).to(torch.float32)
+        return _to_levels(x)
 
     def _stage(self, x: Tensor, st: Stage, g: torch.Generator, target: tuple[int, int] | None) -> Tensor:
         # blur: the kernel is drawn whether or not the stage blurs, so one choice never shifts the others
@@ -453,6 +453,11 @@ def _poisson_noise(x: Tensor, scale: float, gray: bool, g: torch.Generator) -> T
     levels = 2 ** math.ceil(math.log2(max(2, int(torch.unique(img).numel()))))
     counts = torch.poisson((img * levels).to(torch.float64), generator=g).to(x.dtype)
     return ((counts / levels - img) * scale).expand(-1, 3, -1, -1)
+
+
+def _to_levels(x: Tensor) -> Tensor:
+    """A ``(1, 3, h, w)`` image rounded to 8-bit levels, as the ``(3, h, w)`` float32 LR."""
+    return x.mul(255).clamp_(0, 255).round_().div_(255).squeeze(0).to(torch.float32)
 
 
 def _bicubic_uint8(hr: Tensor, scale: int) -> Tensor:

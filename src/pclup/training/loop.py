@@ -168,12 +168,9 @@ def train(
             timer.lap("data")
             with autocast():
                 sr = train_model(lr_t).float()
-            if cfg.loss.kind == "l2":
-                loss = l1 = F.mse_loss(sr, hr_t)
-                losses = {"l2": l1.detach()}
-            else:
-                loss = l1 = F.l1_loss(sr, hr_t)
-                losses = {"l1": l1.detach()}
+            pixel = "l2" if cfg.loss.kind == "l2" else "l1"  # pcl adds L_CL to L1, below
+            loss = l1 = (F.mse_loss if pixel == "l2" else F.l1_loss)(sr, hr_t)
+            losses = {pixel: l1.detach()}
             sr_grad: torch.Tensor | None = None
             if pcl is not None:  # the discriminator steps first; L_CL then sees the embedding net it made
                 timer.lap("sr_forward")
